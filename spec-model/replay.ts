@@ -85,6 +85,8 @@ type ParseOutcome = { ok: true; entry: ParsedLogEntry } | { ok: false; stale: bo
 /** The log as a circular array of bytes; parts the file does not hold read as zeros. */
 class CircularLog {
   private readonly bytes: Uint8Array;
+  /** Bytes of the log the file actually holds; positions past them read as zeros. */
+  readonly availableBytes: number;
   constructor(
     source: ByteSource,
     readonly offsetBytes: number,
@@ -92,6 +94,7 @@ class CircularLog {
   ) {
     const available = Math.max(0, Math.min(lengthBytes, source.sizeBytes - offsetBytes));
     this.bytes = readPadded(source, offsetBytes, available);
+    this.availableBytes = available;
   }
   read(position: number, length: number): Uint8Array {
     const out = new Uint8Array(length);
@@ -217,7 +220,10 @@ export function scanLog(source: ByteSource, header: Header): LogScan {
   // which finds the same heads); a run is valid when its head's Tail is the start of one of its
   // entries; the valid run with the largest head SequenceNumber wins.
   let best: { run: ParsedLogEntry[]; tailIndex: number } | undefined;
-  for (let i = 0; i < positions; i++) {
+  // Positions the file does not hold read as zeros and cannot start an entry: a log length the
+  // header merely claims costs nothing beyond the bytes that exist.
+  const heldPositions = Math.min(positions, Math.ceil(log.availableBytes / LOG_SECTOR_SIZE_BYTES));
+  for (let i = 0; i < heldPositions; i++) {
     const start = i * LOG_SECTOR_SIZE_BYTES;
     const run: ParsedLogEntry[] = [];
     let at = start;
@@ -257,12 +263,12 @@ export function scanLog(source: ByteSource, header: Header): LogScan {
 export function planReplay(source: ByteSource, header: Header): ReplayResult {
   const scan = scanLog(source, header);
   const findings = [...scan.findings];
-  const logAt = Number(header.LogOffset);
+  const logAt = Number.isSafeInteger(Number(header.LogOffset)) ? Number(header.LogOffset) : undefined;
   if (!scan.activeSequence) {
     findings.push(
       finding(
         'LOG-28',
-        `LogGuid ${header.LogGuid} is set but the log (${header.LogLength} bytes at ${formatOffset(logAt)}) holds no valid sequence of entries carrying it: the file is corrupt (§2.3.3)`,
+        `LogGuid ${header.LogGuid} is set but the log (${header.LogLength} bytes at 0x${header.LogOffset.toString(16)}) holds no valid sequence of entries carrying it: the file is corrupt (§2.3.3)`,
         logAt,
       ),
     );

@@ -9,6 +9,8 @@ export interface ByteSource {
   readonly name: string;
   readonly sizeBytes: number;
   read(offsetBytes: number, lengthBytes: number): Uint8Array;
+  /** Optional: fills `target` from `offsetBytes` without allocating; returns the bytes read (short at the end). */
+  readInto?(offsetBytes: number, target: Uint8Array): number;
 }
 
 export class MemorySource implements ByteSource {
@@ -54,6 +56,23 @@ export class FileSource implements ByteSource {
       throw Object.assign(new VhdxIoError('read', `${this.name}: read of ${length} bytes at ${start} failed: ${err.code ?? err.message}`, start, err.code), { file: this.name });
     }
     return new Uint8Array(out.buffer, out.byteOffset, done);
+  }
+  /** Reads into the caller's buffer (no allocation); returns the bytes read, short at the end. */
+  readInto(offsetBytes: number, target: Uint8Array): number {
+    const start = Math.min(Math.max(0, offsetBytes), this.sizeBytes);
+    const length = Math.min(this.sizeBytes - start, target.length);
+    let done = 0;
+    try {
+      while (done < length) {
+        const n = fs.readSync(this.fd, target, done, length - done, start + done);
+        if (n === 0) break;
+        done += n;
+      }
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw Object.assign(new VhdxIoError('read', `${this.name}: read of ${length} bytes at ${start} failed: ${err.code ?? err.message}`, start, err.code), { file: this.name });
+    }
+    return done;
   }
   close(): void {
     fs.closeSync(this.fd);

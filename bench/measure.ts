@@ -1,0 +1,48 @@
+import { spawnSync } from 'child_process';
+
+/**
+ * Runs a command and reports its wall time and peak resident memory. The child's rusage comes
+ * from a tiny python wrapper (Node's spawnSync does not expose it); /usr/bin/python3 is on every
+ * Debian machine that has the libvhdi bindings installed.
+ */
+export interface Measurement {
+  readonly wallSeconds: number;
+  readonly maxRssBytes: number;
+  readonly status: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+const WRAPPER = `
+import resource, subprocess, sys, time, json
+t = time.perf_counter()
+p = subprocess.run(sys.argv[1:], capture_output=True)
+wall = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+sys.stdout.write(json.dumps({"wall": wall, "rss": rss, "status": p.returncode, "out": p.stdout.decode("utf8", "replace")[-20000:], "err": p.stderr.decode("utf8", "replace")[-4000:]}))
+`;
+
+export function measure(cmd: string, args: string[], options: { input?: string } = {}): Measurement {
+  const r = spawnSync('/usr/bin/python3', ['-c', WRAPPER, cmd, ...args], { encoding: 'utf8', maxBuffer: 64 << 20, input: options.input });
+  if (r.status !== 0) throw new Error(`measuring ${cmd} failed: ${r.stderr}`);
+  const j = JSON.parse(r.stdout) as { wall: number; rss: number; status: number; out: string; err: string };
+  return { wallSeconds: j.wall, maxRssBytes: j.rss, status: j.status, stdout: j.out, stderr: j.err };
+}
+
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Runs `runs` times (after one warm-up) and returns the medians. */
+export function medianOf(runs: number, cmd: string, args: string[]): { wallSeconds: number; maxRssBytes: number; last: Measurement } {
+  measure(cmd, args);
+  const ms: Measurement[] = [];
+  for (let i = 0; i < runs; i++) ms.push(measure(cmd, args));
+  return { wallSeconds: median(ms.map((m) => m.wallSeconds)), maxRssBytes: median(ms.map((m) => m.maxRssBytes)), last: ms[ms.length - 1] };
+}
+
+export function mib(bytes: number): string {
+  return (bytes / (1 << 20)).toFixed(1) + ' MiB';
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import * as fs from 'fs';
+import { checkImage } from '../harness/check';
+import { checkJUnit, checkJson, formatFinding, formatVerdict } from '../harness/check-report';
+import { describeError } from './errors';
+import { VERSION } from './version';
+import { runInfo } from './info';
+
+const program = new Command();
+program
+  .name('vhdx-conform')
+  .description('Conformance harness for the VHDX virtual-disk format (MS-VHDX)')
+  .version(VERSION)
+  .showHelpAfterError();
+
+program
+  .command('check')
+  .description('check images against every image-checkable rule of MS-VHDX; exit 0 = no error, 1 = errors, 2 = unreadable')
+  .argument('<image...>', 'VHDX files')
+  .option('--json', 'print the documented JSON report (schema vhdx-conform/check/v1) instead of text')
+  .option('--junit <file>', 'also write a JUnit XML report: one test case per rule per image')
+  .option('--content', 'also read the whole virtual disk through the oracle reader and print its content digest v1')
+  .option('-v, --verbose', 'also print informational findings')
+  .action((images: string[], opts: { json?: boolean; junit?: string; content?: boolean; verbose?: boolean }) => {
+    const checks = images.map((p) => checkImage(p, { content: opts.content }));
+    if (opts.json) process.stdout.write(checkJson(checks, VERSION));
+    else {
+      for (const c of checks) {
+        for (const f of c.findings) if (f.severity !== 'info' || opts.verbose || f.rule === 'LOG-39') console.log(formatFinding(c.path, f));
+        if (c.content && 'digest' in c.content) console.log(`${c.path}: content ${c.content.digest} (${c.content.virtualSizeBytes} bytes, ${c.content.reader === 'oracle' ? 'oracle reader' : 'oracle reader tolerating byte-identical headers'})`);
+        else if (c.content) console.log(`${c.path}: content not readable: ${c.content.error.rule ? c.content.error.rule + ': ' : ''}${c.content.error.message}`);
+        console.log(formatVerdict(c));
+      }
+    }
+    if (opts.junit) fs.writeFileSync(opts.junit, checkJUnit(checks));
+    process.exitCode = checks.some((c) => c.verdict === 'unreadable') ? 2 : checks.some((c) => c.verdict === 'not-conformant') ? 1 : 0;
+  });
+
+program
+  .command('info')
+  .description('print the decoded structures of an image for a person (or --json)')
+  .argument('<image>', 'VHDX file')
+  .option('--json', 'print JSON')
+  .action((image: string, opts: { json?: boolean }) => runInfo(image, opts));
+
+void Option;
+
+function main(argv: string[]): void {
+  try {
+    program.parse(argv);
+  } catch (e) {
+    const d = describeError(e);
+    console.error(`vhdx-conform: ${d.line}`);
+    process.exitCode = d.exitCode;
+  }
+}
+
+main(process.argv);

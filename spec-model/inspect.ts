@@ -1,0 +1,2 @@
+/** The image checker (notes §5.1, §6): see `inspect/index.ts`. */
+export * from './inspect/index';
