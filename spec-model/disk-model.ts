@@ -148,6 +148,18 @@ export class DiskModel {
 
   constructor(private readonly patterns: UnitPatterns) {}
 
+  /** An independent copy (allowed sets are immutable values, so the maps copy shallowly). */
+  clone(): DiskModel {
+    const m = new DiskModel(this.patterns);
+    m.diskParams = this.diskParams && { ...this.diskParams };
+    m.state = this.state;
+    for (const [k, v] of this.content) m.content.set(k, v);
+    for (const [k, v] of this.durable) m.durable.set(k, v);
+    for (const [k, v] of this.sinceFlush) m.sinceFlush.set(k, v);
+    m.inFlightEvents.push(...this.inFlightEvents);
+    return m;
+  }
+
   static fold(events: readonly ModelEvent[], patterns: UnitPatterns): DiskModel {
     const model = new DiskModel(patterns);
     for (const e of events) model.apply(e);

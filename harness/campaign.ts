@@ -1,0 +1,69 @@
+import fc from 'fast-check';
+import { Counterexample, writeCounterexample } from './events';
+import { PropertyDef, ScenarioValue, defaultSeed, propertyOf, runScenario } from './properties';
+import { PropertyViolation, RunStats } from './runner';
+
+/** The outcome of checking one property: what ran, and the saved counterexample on failure. */
+export interface CampaignResult {
+  readonly id: string;
+  readonly seed: number;
+  readonly runs: number;
+  readonly stats: RunStats;
+  readonly failed: boolean;
+  readonly report?: string;
+  readonly counterexampleFile?: string;
+  readonly elapsedMs: number;
+}
+
+export interface CampaignOptions {
+  seed?: number;
+  numRuns?: number;
+  /** Stop generating new runs after this long (the suite's budget). */
+  timeLimitMs?: number;
+  /** Where counterexamples go (default: counterexamples/ in the repo or $VHDX_COUNTEREXAMPLES). */
+  counterexampleDir?: string;
+  onRun?: (stats: RunStats) => void;
+}
+
+export function runCampaign(def: PropertyDef, o: CampaignOptions = {}): CampaignResult {
+  const seed = o.seed ?? defaultSeed(def.id);
+  const total: RunStats = { steps: 0, crashStatesChecked: 0, flushPointsChecked: 0, reads: 0 };
+  const t0 = Date.now();
+  const prop = propertyOf(def, (r) => {
+    total.steps += r.stats.steps;
+    total.crashStatesChecked += r.stats.crashStatesChecked;
+    total.flushPointsChecked += r.stats.flushPointsChecked;
+    total.reads += r.stats.reads;
+    o.onRun?.(total);
+  });
+  const out = fc.check(prop, {
+    seed,
+    numRuns: o.numRuns ?? def.runs,
+    ...(o.timeLimitMs !== undefined ? { interruptAfterTimeLimit: o.timeLimitMs, markInterruptAsFailure: false } : {}),
+  });
+  let counterexampleFile: string | undefined;
+  if (out.failed && out.counterexample) {
+    const [value] = out.counterexample as [ScenarioValue];
+    const [params, cmds] = value;
+    let events: Counterexample['events'] = [];
+    let note = '';
+    try {
+      runScenario(def, params, cmds);
+      note = 'the shrunk scenario passed when rerun (flaky?)';
+    } catch (e) {
+      if (e instanceof PropertyViolation) events = (e as PropertyViolation & { events: Counterexample['events'] }).events;
+      note = e instanceof Error ? e.message : String(e);
+    }
+    counterexampleFile = writeCounterexample({ property: def.id, seed, path: out.counterexamplePath ?? undefined, params: { ...params }, events, note }, o.counterexampleDir);
+  }
+  return {
+    id: def.id,
+    seed,
+    runs: out.numRuns,
+    stats: total,
+    failed: out.failed,
+    report: out.failed ? fc.defaultReportMessage(out) : undefined,
+    counterexampleFile,
+    elapsedMs: Date.now() - t0,
+  };
+}

@@ -1,0 +1,196 @@
+import fc from 'fast-check';
+import { MiB } from '../spec-model/format';
+import { CreateParams, DiskEvent } from './events';
+import { PropertyId, PropertyViolation, RunStats, RunnerOptions, ScenarioRunner } from './runner';
+
+/*
+ * The property families as data: a generator of disk parameters, fc.commands over the disk
+ * events, and the runner options each family checks. jest (properties/*.test.ts) and
+ * `vhdx-conform suite` run the same definitions.
+ */
+
+interface CmdModel {
+  mode: 'rw' | 'ro';
+}
+
+type Cmd = fc.Command<CmdModel, ScenarioRunner>;
+
+function aligned(params: CreateParams, maxBlocks: number): fc.Arbitrary<{ offsetBytes: number; lengthBytes: number }> {
+  const lss = params.logicalSectorSizeBytes;
+  const sectors = params.virtualSizeBytes / lss;
+  const maxLen = Math.max(1, Math.min(sectors, Math.floor((maxBlocks * params.blockSizeBytes) / lss)));
+  // Bias lengths towards small writes while still crossing block boundaries sometimes.
+  const lengthSectors = fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: Math.min(maxLen, 64) }) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: maxLen }) });
+  return lengthSectors.chain((len) =>
+    fc
+      .oneof(
+        { weight: 3, arbitrary: fc.integer({ min: 0, max: sectors - len }) },
+        // near a block boundary, and the last sector of the disk
+        { weight: 1, arbitrary: fc.integer({ min: 0, max: Math.max(0, Math.ceil(params.virtualSizeBytes / params.blockSizeBytes) - 1) }).map((b) => Math.max(0, Math.min(sectors - len, (b * params.blockSizeBytes) / lss - Math.floor(len / 2)))) },
+        { weight: 1, arbitrary: fc.constant(sectors - len) },
+      )
+      .map((start) => ({ offsetBytes: start * lss, lengthBytes: len * lss })),
+  );
+}
+
+class StepCmd implements Cmd {
+  constructor(
+    readonly event: DiskEvent | { type: 'crash'; choiceSeed: number },
+    readonly needs: 'rw' | 'any',
+  ) {}
+  check(m: Readonly<CmdModel>): boolean {
+    return this.needs === 'any' || m.mode === 'rw';
+  }
+  run(m: CmdModel, r: ScenarioRunner): void {
+    if (this.event.type === 'crash') {
+      r.step(this.event);
+      r.step({ type: 'open', mode: 'rw' });
+      m.mode = 'rw';
+      return;
+    }
+    r.step(this.event);
+  }
+  toString(): string {
+    return JSON.stringify(this.event);
+  }
+}
+
+/** Close, then reopen read-only (reads only) or read-write. */
+class ReopenCmd implements Cmd {
+  constructor(readonly mode: 'rw' | 'ro') {}
+  check(): boolean {
+    return true;
+  }
+  run(m: CmdModel, r: ScenarioRunner): void {
+    r.step({ type: 'close' });
+    r.step({ type: 'open', mode: this.mode });
+    m.mode = this.mode;
+  }
+  toString(): string {
+    return `reopen(${this.mode})`;
+  }
+}
+
+/** Many small flushed writes: fills the log so that it wraps. */
+class BurstCmd implements Cmd {
+  constructor(
+    readonly writes: { offsetBytes: number; lengthBytes: number; seed: number }[],
+  ) {}
+  check(m: Readonly<CmdModel>): boolean {
+    return m.mode === 'rw';
+  }
+  run(_m: CmdModel, r: ScenarioRunner): void {
+    for (const w of this.writes) {
+      r.step({ type: 'write', ...w });
+      r.step({ type: 'flush' });
+    }
+  }
+  toString(): string {
+    return `burst(${this.writes.length})`;
+  }
+}
+
+export interface ScenarioShape {
+  /** Allow crashes (CRASH, REPLAY); otherwise only clean closes. */
+  crashes: boolean;
+  /** Allow trims. */
+  trims?: boolean;
+  /** Maximum commands per scenario. */
+  maxCommands: number;
+  /** Include log-filling bursts. */
+  bursts?: boolean;
+}
+
+export function paramsArb(): fc.Arbitrary<CreateParams> {
+  return fc
+    .record({
+      lss: fc.constantFrom<512 | 4096>(512, 4096),
+      pss: fc.constantFrom<512 | 4096>(512, 4096),
+      fixed: fc.boolean(),
+      blockMiB: fc.constantFrom(1, 1, 2, 32),
+      blocks: fc.integer({ min: 1, max: 12 }),
+      tailSectors: fc.integer({ min: 0, max: 7 }),
+      logMiB: fc.constantFrom(1, 1, 2),
+    })
+    .map((p) => {
+      // Fixed disks preallocate every block: keep them small. A size that is not a whole number of blocks tests the short last block.
+      const blocks = p.fixed ? Math.min(p.blocks, p.blockMiB >= 32 ? 2 : 8) : p.blocks;
+      const virtualSizeBytes = blocks * p.blockMiB * MiB - (blocks > 1 ? p.tailSectors * p.lss : 0);
+      return { virtualSizeBytes, blockSizeBytes: p.blockMiB * MiB, logicalSectorSizeBytes: p.lss, physicalSectorSizeBytes: p.pss, fixed: p.fixed, logSizeBytes: p.logMiB * MiB };
+    });
+}
+
+export function commandsArb(params: CreateParams, shape: ScenarioShape): fc.Arbitrary<Iterable<Cmd>> {
+  const region = aligned(params, 2);
+  const seed = fc.integer({ min: 1, max: 0xffffffff });
+  const arbs: fc.Arbitrary<Cmd>[] = [
+    fc.tuple(region, seed).map(([r, s]) => new StepCmd({ type: 'write', ...r, seed: s }, 'rw')),
+    fc.tuple(region, seed).map(([r, s]) => new StepCmd({ type: 'write', ...r, seed: s }, 'rw')),
+    region.map((r) => new StepCmd({ type: 'read', ...r }, 'any')),
+    fc.constant(new StepCmd({ type: 'flush' }, 'rw')),
+    fc.constantFrom<'rw' | 'ro'>('rw', 'ro').map((m) => new ReopenCmd(m)),
+  ];
+  if (shape.trims !== false) arbs.push(aligned(params, 3).map((r) => new StepCmd({ type: 'trim', ...r }, 'rw')));
+  if (shape.crashes) arbs.push(seed.map((s) => new StepCmd({ type: 'crash', choiceSeed: s }, 'rw')));
+  if (shape.bursts) {
+    const small = aligned(params, 1).map((r) => ({ ...r, lengthBytes: params.logicalSectorSizeBytes }));
+    arbs.push(fc.array(fc.tuple(small, seed).map(([r, s]) => ({ ...r, seed: s })), { minLength: 20, maxLength: 80 }).map((w) => new BurstCmd(w)));
+  }
+  return fc.commands(arbs, { maxCommands: shape.maxCommands });
+}
+
+export interface PropertyDef {
+  readonly id: PropertyId;
+  readonly title: string;
+  readonly shape: ScenarioShape;
+  readonly options: RunnerOptions;
+  /** Default runs per jest run (CI); scaled by VHDX_RUNS. */
+  readonly runs: number;
+}
+
+export const PROPERTIES: readonly PropertyDef[] = [
+  { id: 'READ', title: 'every read from impl equals the model', shape: { crashes: false, maxCommands: 40, bursts: true }, options: {}, runs: 40 },
+  { id: 'ORACLE', title: 'the oracle reader reads what the driver wrote, after every close and reopen', shape: { crashes: true, maxCommands: 25 }, options: { oracle: true }, runs: 25 },
+  { id: 'CRC', title: 'every flush point and crash state has valid checksums and no error finding', shape: { crashes: true, maxCommands: 20 }, options: { checkFlushPoints: true }, runs: 20 },
+  { id: 'HEADER', title: 'header alternation over the device events', shape: { crashes: true, maxCommands: 25 }, options: { headers: true }, runs: 30 },
+  { id: 'CRASH', title: 'every crash point reopens with every unit in its allowed set', shape: { crashes: true, maxCommands: 20, bursts: true }, options: { enumerateCrashes: true }, runs: 20 },
+];
+
+export interface ScenarioResult {
+  readonly stats: RunStats;
+  readonly events: readonly DiskEvent[];
+}
+
+/** Runs one generated scenario; throws PropertyViolation (with the executed events attached) on failure. */
+export function runScenario(def: PropertyDef, params: CreateParams, cmds: Iterable<Cmd>): ScenarioResult {
+  const runner = new ScenarioRunner(def.options);
+  try {
+    runner.step({ type: 'create', params });
+    fc.modelRun(() => ({ model: { mode: 'rw' as const } as CmdModel, real: runner }), cmds);
+    runner.finish();
+  } catch (e) {
+    if (e instanceof PropertyViolation) Object.assign(e, { events: runner.executed.slice() });
+    throw e;
+  }
+  return { stats: runner.stats, events: runner.executed };
+}
+
+export type ScenarioValue = [CreateParams, Iterable<Cmd>];
+
+export function scenarioArb(def: PropertyDef): fc.Arbitrary<ScenarioValue> {
+  return paramsArb().chain((p) => fc.tuple(fc.constant(p), commandsArb(p, def.shape)));
+}
+
+export function propertyOf(def: PropertyDef, onRun?: (r: ScenarioResult) => void) {
+  return fc.property(scenarioArb(def), ([params, cmds]) => {
+    const r = runScenario(def, params, cmds);
+    onRun?.(r);
+  });
+}
+
+/** A fixed default seed per property, so CI runs are deterministic (VHDX_SEED overrides). */
+export function defaultSeed(id: PropertyId): number {
+  let h = 0x811c9dc5;
+  for (const c of `vhdx-conform ${id}`) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193) >>> 0;
+  return h & 0x7fffffff;
+}
