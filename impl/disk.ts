@@ -1,0 +1,1003 @@
+import {
+  FILE_TYPE_IDENTIFIER,
+  HEADER_OFFSETS_BYTES,
+  HEADER_SECTION_SIZE_BYTES,
+  HEADER_VERSION,
+  HEADER_LOG_VERSION,
+  LOG_SECTOR_SIZE_BYTES,
+  MiB,
+  PayloadBlockState,
+  SIGNATURE,
+  SectorBitmapState,
+  VhdxError,
+  VhdxFormatError,
+  VhdxIoError,
+  VhdxStateError,
+  VhdxUsageError,
+  ZERO_GUID,
+  alignUp,
+  computeGeometry,
+  decodeCreator,
+  formatOffset,
+  type Geometry,
+} from '../spec-model/format';
+import { BatTable } from './bat';
+import { resolveCreateParams, writeNewImage, type CreateParams, type DiskType } from './create';
+import { FileDevice, type BlockDevice } from './device';
+import { GuardedDevice } from './guarded';
+import { guidGenerator, type GuidSource } from './guids';
+import { encodeHeader, selectHeader, type HeaderInfo } from './headers';
+import { entryLengthBytes, maxDataDescriptorsFor, type LogUpdate } from './log-format';
+import { applySequence, planReplay, type ActiveSequence, type ReplayResult } from './log-replay';
+import { LogRing, emptyLogStats, type LogStats, type LogWrapMode } from './log-writer';
+import { readMetadata, type DiskMetadata } from './metadata';
+import { OverlayDevice } from './overlay';
+import { parseRegionTable, type RegionInfo, type RegionTable } from './regions';
+
+/*
+ * ==============================================================================================
+ * CRASH-SAFETY DESIGN (MS-VHDX §2.2.2, §2.2.2.1, §2.3, §2.3.1.1, §2.3.3, §5.8; notes §5.3-§5.8)
+ * ==============================================================================================
+ *
+ * Headers (§2.2.2.1, HDR-18..22). A read-write session changes nothing until its first
+ * modification (a rw open that never writes leaves every byte alone; like qemu we defer). Before
+ * the first modification - a guest write, a trim, the first log entry, or log replay - the
+ * session renews FileWriteGuid with a double header update: the non-current slot gets
+ * SequenceNumber + 1, flush, then the other slot + 2, flush. DataWriteGuid is renewed before the
+ * first guest-visible change (combined into that first update when the first modification is a
+ * guest write or trim; replay alone does not renew it).
+ *
+ * Payload allocation (§5.8 and §2.3.1.1 FlushedFileOffset): a new block is placed at
+ * alignUp(max(file size, end of every structure we know), 1 MiB) - never in space that an earlier
+ * (possibly crashed) session might have used, since unpublished garbage must never become
+ * visible. Order: extend the file (fresh space reads as zeros, which is what a non-present block
+ * read as, so the part of the block we do not write already holds its correct contents), write
+ * the data, FLUSH, and only then log the BAT change with FlushedFileOffset = the durable file size
+ * and LastFileOffset covering the block. A crash before the log entry is durable leaves the block
+ * as unreferenced space; after it, replay publishes a block whose data is already durable.
+ *
+ * Log (§2.3, §5.5). Every BAT (and metadata) change is written as a log entry, flushed, then
+ * applied in place (LOG-3). Entries are settled once a later flush follows their application;
+ * Tail = the oldest unsettled entry (or the entry itself). Log space of unsettled entries is never
+ * reused (LOG-23); when an entry does not fit, we flush (which settles every applied entry) and
+ * go on. Pending BAT changes of many writes are batched into one entry per user flush().
+ *
+ * The LogGuid window and the two log areas. HDR-17 (§2.2.2) says a session stores a new nonzero
+ * LogGuid in the header before it overwrites any existing space in the log region; LOG-28
+ * (§2.3.3) says a nonzero LogGuid without a valid sequence is a corrupt file. Publishing the GUID
+ * first (qemu's order) leaves a corrupt crash state between the header flush and the first
+ * durable entry. We close that window with two log areas of the same length: area A = the
+ * header's log region, area B = a 1 MiB-aligned range that is NOT the log region (images we
+ * create reserve it right after A; for other images we take a free gap used by no structure or
+ * block, else space at the end of the file). When a session first needs the log:
+ *   1. the session's first header update (FileWriteGuid, HDR-18) has already happened;
+ *   2. the first entry, tagged with a fresh LogGuid G, is written into area B - not log-region
+ *      space, so HDR-17 is not involved - and flushed;
+ *   3. a double header update publishes LogGuid = G and LogOffset = B (from the first flushed
+ *      header write on, B is the log region and already holds a valid sequence tagged G);
+ *   4. the entry is applied in place (and settled by the next flush).
+ * A crash before step 3's first header write leaves the old header (LogGuid 0: nothing to replay,
+ * B is just free space); after it, G has a valid active sequence. Later entries of the session go
+ * into B (now the log region, its header already carries G). close() applies and flushes
+ * everything, then updates the headers with LogGuid = 0 (the log stays where it is; the next
+ * session alternates back to the other area). LogGuid is zero at rest after close().
+ *
+ * Replay on open (§2.3.3, §5.6): our own scan finds the active sequence (log-replay.ts). Read-only
+ * opens replay into an in-memory overlay and never write. Read-write opens renew FileWriteGuid
+ * (header update, LogGuid kept), apply the sequence, extend the file to LastFileOffset, flush,
+ * then clear LogGuid with a header update. Everything (region table, metadata, BAT) is first
+ * parsed through an overlay, so an image we must refuse is refused before a byte is written.
+ *
+ * After any I/O error the disk refuses further writes until it is reopened; close() then only
+ * releases the device (the next open replays whatever the log holds).
+ */
+
+/** Rule id carried by the refusal of differencing images (HasParent = 1, §2.6.2.1 / §2.6.2.6). */
+export const DIFFERENCING_UNSUPPORTED_RULE_ID = 'FP-4';
+
+/** Offsets beyond this are treated as corrupt (2^52 bytes: far above 64 TiB of payload). */
+const MAX_FILE_OFFSET_BYTES = 2 ** 52;
+
+/** Largest log area this implementation reads for replay (bounds memory on hostile input). */
+export const MAX_REPLAY_LOG_BYTES = 256 * MiB;
+
+const S = LOG_SECTOR_SIZE_BYTES;
+const ST = PayloadBlockState;
+const ZERO_BUFFER = new Uint8Array(MiB);
+
+export interface OpenOptions {
+  readonly mode: 'rw' | 'ro';
+  /** GUID source for the session's new GUIDs (FileWriteGuid, DataWriteGuid, LogGuid). */
+  readonly guidSource?: GuidSource;
+  /** Test knob: how entries that reach the end of the log are placed (default 'wrap'). */
+  readonly logWrapMode?: LogWrapMode;
+  /** Test knob: at most this many data sectors per log entry (default: whatever fits the log). */
+  readonly maxEntryDataSectors?: number;
+}
+
+export interface VhdxCreateOptions extends CreateParams {
+  readonly logWrapMode?: LogWrapMode;
+  readonly maxEntryDataSectors?: number;
+}
+
+export interface DiskGeometry extends Geometry {
+  readonly physicalSectorSizeBytes: number;
+  readonly diskType: DiskType;
+  readonly leaveBlockAllocated: boolean;
+  readonly virtualDiskId: string;
+}
+
+export interface BatEntryInfo {
+  readonly index: number;
+  readonly state: number;
+  readonly fileOffsetBytes: number;
+}
+
+export interface LayoutInfo {
+  readonly headerSlot: 0 | 1;
+  readonly regionTableCopy: 0 | 1;
+  readonly regions: readonly RegionInfo[];
+  readonly batOffsetBytes: number;
+  readonly batLengthBytes: number;
+  readonly metadataOffsetBytes: number;
+  readonly metadataLengthBytes: number;
+  readonly fileSizeBytes: number;
+  /** End of every structure and block the disk knows (not aligned). */
+  readonly structuresEndBytes: number;
+  readonly creator: string;
+}
+
+export interface LogAreaInfo {
+  /** Where the header's log region is. */
+  readonly headerLogOffsetBytes: number;
+  readonly headerLogLengthBytes: number;
+  readonly headerLogGuid: string;
+  /** The area this session writes entries into (undefined until the session first logs). */
+  readonly activeAreaOffsetBytes?: number;
+  readonly nextEntryOffsetBytes?: number;
+  readonly stats: Readonly<LogStats>;
+}
+
+interface OpenedState {
+  io: GuardedDevice;
+  view: BlockDevice;
+  mode: 'rw' | 'ro';
+  header: HeaderInfo;
+  headerSlot: 0 | 1;
+  regions: RegionTable;
+  meta: DiskMetadata;
+  geometry: Geometry;
+  bat: BatTable;
+  creator: string;
+  warnings: string[];
+  replay?: { plan: ActiveSequence; result: ReplayResult };
+}
+
+export class VhdxDisk {
+  private readonly io: GuardedDevice;
+  private dev: BlockDevice;
+  readonly mode: 'rw' | 'ro';
+  private hdr: HeaderInfo;
+  private hdrSlot: 0 | 1;
+  private readonly regionTable: RegionTable;
+  private readonly meta: DiskMetadata;
+  private readonly geo: Geometry;
+  private readonly bat: BatTable;
+  private readonly creator: string;
+  private readonly warningList: string[];
+  private readonly newGuid: () => string;
+  private readonly wrapMode: LogWrapMode;
+  private readonly maxEntryData: number;
+  private readonly blockSize: number;
+  private readonly sectorSize: number;
+  private readonly fixed: boolean;
+
+  private closed = false;
+  private failure: VhdxError | undefined;
+  private sessionStarted = false;
+  private dataGuidRenewed = false;
+  private fileSize: number;
+  private durableSize: number;
+  private structuresEnd: number;
+  private wroteSinceFlush = false;
+  private ring: LogRing | undefined;
+  private readonly stats: LogStats = emptyLogStats();
+  private replayResult: ReplayResult | undefined;
+  /**
+   * Blocks this session unreferenced (trim). Until the session ends, the durable BAT (or the
+   * log) may still point at them, so they are never reused for anything - not even a log area.
+   */
+  private readonly released: [number, number][] = [];
+
+  private constructor(s: OpenedState, options: OpenOptions, newGuid: () => string) {
+    this.io = s.io;
+    this.dev = s.view;
+    this.mode = s.mode;
+    this.hdr = s.header;
+    this.hdrSlot = s.headerSlot;
+    this.regionTable = s.regions;
+    this.meta = s.meta;
+    this.geo = s.geometry;
+    this.bat = s.bat;
+    this.creator = s.creator;
+    this.warningList = s.warnings;
+    this.newGuid = newGuid;
+    this.wrapMode = options.logWrapMode ?? 'wrap';
+    this.blockSize = s.meta.blockSizeBytes;
+    this.sectorSize = s.meta.logicalSectorSizeBytes;
+    this.fixed = s.meta.leaveBlockAllocated;
+    this.fileSize = s.view.sizeBytes();
+    this.durableSize = this.fileSize;
+    this.structuresEnd = 0;
+    const lengthForEntries = this.logAreaLength();
+    const fit = maxDataDescriptorsFor(lengthForEntries);
+    this.maxEntryData = Math.max(1, Math.min(fit, options.maxEntryDataSectors ?? fit));
+    this.scanBat();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // create / open
+
+  /**
+   * Creates a new image on `device` (discarding its contents) and returns it opened read-write.
+   * The returned session has not renewed any GUID yet: like any rw open, its first modification
+   * starts with a header update. Layout: notes §5.9 plus the second log area (see above).
+   */
+  static create(device: BlockDevice, params: VhdxCreateOptions): VhdxDisk {
+    const resolved = resolveCreateParams(params);
+    const newGuid = guidGenerator(params.guidSource);
+    const io = new GuardedDevice(device);
+    writeNewImage(io, resolved, newGuid);
+    return VhdxDisk.openWith(io, { mode: 'rw', logWrapMode: params.logWrapMode, maxEntryDataSectors: params.maxEntryDataSectors }, newGuid);
+  }
+
+  /** Creates a new image file at `path` (truncating an existing file). */
+  static createFile(path: string, params: VhdxCreateOptions): VhdxDisk {
+    const dev = FileDevice.create(path);
+    try {
+      return VhdxDisk.create(dev, params);
+    } catch (e) {
+      dev.close();
+      throw e;
+    }
+  }
+
+  /** Opens an image file; 'ro' opens the file read-only. */
+  static openFile(path: string, options: OpenOptions): VhdxDisk {
+    const dev = FileDevice.open(path, { mode: options.mode === 'rw' ? 'rw' : 'ro' });
+    try {
+      return VhdxDisk.open(dev, options);
+    } catch (e) {
+      dev.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Opens an image. Validates the file type identifier and headers, replays a dirty log (onto the
+   * file in 'rw' mode, into memory in 'ro' mode), reads the region table, metadata and BAT.
+   */
+  static open(device: BlockDevice, options: OpenOptions): VhdxDisk {
+    return VhdxDisk.openWith(new GuardedDevice(device), options, undefined);
+  }
+
+  private static openWith(io: GuardedDevice, options: OpenOptions, newGuid: (() => string) | undefined): VhdxDisk {
+    if (!options || (options.mode !== 'rw' && options.mode !== 'ro')) throw new VhdxUsageError('mode', `mode must be 'rw' or 'ro', got ${JSON.stringify(options?.mode)}`);
+    if (options.logWrapMode !== undefined && options.logWrapMode !== 'wrap' && options.logWrapMode !== 'skip') {
+      throw new VhdxUsageError('logWrapMode', `logWrapMode must be 'wrap' or 'skip', got ${JSON.stringify(options.logWrapMode)}`);
+    }
+    if (options.maxEntryDataSectors !== undefined && !(Number.isSafeInteger(options.maxEntryDataSectors) && options.maxEntryDataSectors >= 1)) {
+      throw new VhdxUsageError('maxEntryDataSectors', `maxEntryDataSectors must be an integer >= 1, got ${options.maxEntryDataSectors}`);
+    }
+    const state = VhdxDisk.readStructures(io, options.mode);
+    const disk = new VhdxDisk(state, options, newGuid ?? guidGenerator(options.guidSource));
+    if (state.replay && options.mode === 'rw') disk.replayOntoFile(state.replay.plan);
+    else if (state.replay) disk.replayResult = state.replay.result;
+    return disk;
+  }
+
+  private static readStructures(io: GuardedDevice, mode: 'rw' | 'ro'): OpenedState {
+    const warnings: string[] = [];
+    const section = io.read(0, HEADER_SECTION_SIZE_BYTES);
+    const fti = FILE_TYPE_IDENTIFIER.decode(section, 0);
+    if (fti.Signature !== SIGNATURE.fileTypeIdentifier) {
+      throw new VhdxFormatError('FTI-1', `not a VHDX file: the first 8 bytes are ${JSON.stringify(fti.Signature)}, expected "vhdxfile"`, 0);
+    }
+    const sel = selectHeader(section);
+    warnings.push(...sel.warnings);
+    const h = sel.current;
+    const hdrAt = HEADER_OFFSETS_BYTES[sel.slot];
+    if (h.version !== HEADER_VERSION) throw new VhdxFormatError('HDR-7', `header Version is ${h.version}; this implementation reads version ${HEADER_VERSION}`, hdrAt);
+    const logSet = h.logGuid !== ZERO_GUID;
+    if (h.logVersion !== HEADER_LOG_VERSION) {
+      if (logSet) throw new VhdxFormatError('HDR-6', `header LogVersion is ${h.logVersion} and LogGuid is set: the log cannot be replayed`, hdrAt);
+      warnings.push(`HDR-6: header LogVersion is ${h.logVersion}; the log is empty (LogGuid 0), so the file is still read`);
+    }
+    const logFieldsOk =
+      h.logLengthBytes % MiB === 0 &&
+      h.logOffsetBytes % MiB === 0 &&
+      (h.logLengthBytes === 0 || h.logOffsetBytes >= HEADER_SECTION_SIZE_BYTES) &&
+      h.logOffsetBytes + h.logLengthBytes <= MAX_FILE_OFFSET_BYTES;
+    if (!logFieldsOk) {
+      const msg = `header log location is invalid (LogOffset ${formatOffset(h.logOffsetBytes)}, LogLength ${h.logLengthBytes}): both must be multiples of 1 MiB, after the header section`;
+      if (mode === 'rw' || logSet) throw new VhdxFormatError(h.logOffsetBytes % MiB !== 0 || h.logOffsetBytes < HEADER_SECTION_SIZE_BYTES ? 'HDR-9' : 'HDR-8', msg, hdrAt);
+      warnings.push(`HDR-8: ${msg}`);
+    }
+    let view: BlockDevice = io;
+    let replay: OpenedState['replay'];
+    if (logSet) {
+      if (h.logOffsetBytes % MiB !== 0 || h.logOffsetBytes < HEADER_SECTION_SIZE_BYTES) {
+        throw new VhdxFormatError('HDR-9', `LogOffset ${formatOffset(h.logOffsetBytes)} is not a multiple of 1 MiB after the header section`, hdrAt);
+      }
+      if (h.logLengthBytes === 0 || h.logLengthBytes % MiB !== 0) throw new VhdxFormatError('HDR-8', `LogLength ${h.logLengthBytes} is not a nonzero multiple of 1 MiB`, hdrAt);
+      if (h.logLengthBytes > MAX_REPLAY_LOG_BYTES) {
+        throw new VhdxFormatError('HDR-8', `LogLength ${h.logLengthBytes} exceeds the ${MAX_REPLAY_LOG_BYTES}-byte log this implementation replays`, hdrAt);
+      }
+      const log = io.read(h.logOffsetBytes, h.logLengthBytes);
+      const plan = planReplay(log, h.logGuid, h.logOffsetBytes, io.sizeBytes());
+      const overlay = new OverlayDevice(io);
+      const result = applySequence(overlay, plan);
+      view = overlay;
+      replay = { plan, result };
+    }
+    const afterReplay = replay ? view.read(0, HEADER_SECTION_SIZE_BYTES) : section;
+    const regions = parseRegionTable(afterReplay);
+    warnings.push(...regions.warnings);
+    const meta = readMetadata(view, regions.metadata);
+    warnings.push(...meta.warnings);
+    if (meta.hasParent) {
+      throw new VhdxFormatError(
+        DIFFERENCING_UNSUPPORTED_RULE_ID,
+        'differencing images (HasParent = 1) are not supported yet by this implementation; the parent chain cannot be opened',
+        regions.metadata.fileOffsetBytes,
+      );
+    }
+    const geometry = computeGeometry({ virtualDiskSizeBytes: meta.virtualSizeBytes, blockSizeBytes: meta.blockSizeBytes, logicalSectorSizeBytes: meta.logicalSectorSizeBytes, hasParent: false });
+    const batNeeded = geometry.totalBatEntries * 8;
+    if (regions.bat.lengthBytes < batNeeded) {
+      throw new VhdxFormatError('BAT-1', `the BAT region is ${regions.bat.lengthBytes} bytes; ${geometry.totalBatEntries} entries need ${batNeeded}`, regions.bat.fileOffsetBytes);
+    }
+    const batBytes = new Uint8Array(BatTable.bytesFor(geometry.totalBatEntries));
+    if (batBytes.length > 0) view.readInto!(regions.bat.fileOffsetBytes, batBytes);
+    const bat = new BatTable(geometry.totalBatEntries, geometry.chunkRatio, batBytes);
+    return {
+      io,
+      view,
+      mode,
+      header: h,
+      headerSlot: sel.slot,
+      regions,
+      meta,
+      geometry,
+      bat,
+      creator: decodeCreator(fti.Creator),
+      warnings,
+      replay,
+    };
+  }
+
+  /**
+   * One pass over the BAT: where the structures end, entries that are invalid for a dynamic or
+   * fixed file (warnings; reads of such blocks fail), overlaps (refused for writing).
+   */
+  private scanBat(): void {
+    const bat = this.bat;
+    const g = this.geo;
+    let end = HEADER_SECTION_SIZE_BYTES;
+    const cover = (off: number, len: number): void => {
+      if (off + len > end) end = off + len;
+    };
+    if (this.hdr.logLengthBytes > 0) cover(this.hdr.logOffsetBytes, this.hdr.logLengthBytes);
+    for (const r of this.regionTable.all) cover(r.fileOffsetBytes, r.lengthBytes);
+    const counts = { reserved4: 0, legacy5: 0, partial: 0, sbPresent: 0, sbOther: 0, reservedBits: 0, headerSection: 0, outOfRange: 0 };
+    const allocated: number[] = [];
+    for (let i = 0; i < g.totalBatEntries; i++) {
+      if (bat.isZero(i)) continue;
+      const st = bat.state(i);
+      const mb = bat.offsetMB(i);
+      if (bat.reservedBits(i) !== 0) counts.reservedBits++;
+      if (bat.isSectorBitmapIndex(i)) {
+        if (st === SectorBitmapState.SB_BLOCK_PRESENT) counts.sbPresent++;
+        else if (st !== SectorBitmapState.SB_BLOCK_NOT_PRESENT) counts.sbOther++;
+        if (mb !== 0 && mb * MiB + MiB <= MAX_FILE_OFFSET_BYTES) cover(mb * MiB, MiB);
+        continue;
+      }
+      if (st === 4) counts.reserved4++;
+      if (st === 5) counts.legacy5++;
+      if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) counts.partial++;
+      if (mb === 0) {
+        if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT) counts.headerSection++;
+        continue;
+      }
+      if (mb * MiB + this.blockSize > MAX_FILE_OFFSET_BYTES) {
+        if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT || st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) counts.outOfRange++;
+        continue; // an offset in a state that does not use it is just ignored
+      }
+      cover(mb * MiB, this.blockSize);
+      if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT || st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) allocated.push(mb * MiB);
+    }
+    this.structuresEnd = end;
+    const w = this.warningList;
+    if (counts.reservedBits) w.push(`BAT-4: ${counts.reservedBits} BAT entries have nonzero reserved bits`);
+    if (counts.reserved4) w.push(`BAT-7: ${counts.reserved4} payload entries use reserved state 4; reading them fails`);
+    if (counts.legacy5) w.push(`BAT-7: ${counts.legacy5} payload entries use state 5 (PAYLOAD_BLOCK_UNMAPPED in the v0.95 draft); read as unmapped (zeros)`);
+    if (counts.partial) w.push(`BAT-9: ${counts.partial} payload entries are PARTIALLY_PRESENT in a non-differencing file; reading them fails`);
+    if (counts.sbPresent) w.push(`BAT-12: ${counts.sbPresent} sector bitmap entries are SB_BLOCK_PRESENT in a non-differencing file`);
+    if (counts.sbOther) w.push(`BAT-8: ${counts.sbOther} sector bitmap entries use reserved states`);
+    if (counts.headerSection) {
+      const msg = `BAT-5: ${counts.headerSection} FULLY_PRESENT entries have FileOffsetMB 0 (inside the header section)`;
+      if (this.mode === 'rw') throw new VhdxFormatError('BAT-5', `${msg}; refusing to open for writing`, this.regionTable.bat.fileOffsetBytes);
+      w.push(`${msg}; reading them fails`);
+    }
+    if (counts.outOfRange) {
+      const msg = `BAT-5: ${counts.outOfRange} payload entries point past ${MAX_FILE_OFFSET_BYTES} bytes`;
+      if (this.mode === 'rw') throw new VhdxFormatError('BAT-5', `${msg}; refusing to open for writing`, this.regionTable.bat.fileOffsetBytes);
+      w.push(`${msg}; reading them fails`);
+    }
+    // Overlaps between allocated blocks and with the fixed structures (BAT-5, BAT-6, RGN-9).
+    const structures: [number, number][] = [[0, HEADER_SECTION_SIZE_BYTES]];
+    if (this.hdr.logLengthBytes > 0) structures.push([this.hdr.logOffsetBytes, this.hdr.logOffsetBytes + this.hdr.logLengthBytes]);
+    for (const r of this.regionTable.all) structures.push([r.fileOffsetBytes, r.fileOffsetBytes + r.lengthBytes]);
+    const sorted = Float64Array.from(allocated).sort();
+    let overlap: string | undefined;
+    for (let k = 0; k < sorted.length && !overlap; k++) {
+      const a = sorted[k];
+      if (k + 1 < sorted.length && a + this.blockSize > sorted[k + 1]) overlap = `BAT-6: payload blocks at ${formatOffset(a)} and ${formatOffset(sorted[k + 1])} overlap`;
+      for (const [s, e] of structures) if (a < e && s < a + this.blockSize) overlap = `BAT-5: the payload block at ${formatOffset(a)} overlaps a structure at ${formatOffset(s)}`;
+    }
+    if (overlap) {
+      if (this.mode === 'rw') throw new VhdxFormatError(overlap.slice(0, 5), `${overlap}; refusing to open for writing`, this.regionTable.bat.fileOffsetBytes);
+      w.push(overlap);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // introspection
+
+  /** The current header's values. */
+  get header(): HeaderInfo & { readonly slot: 0 | 1 } {
+    return { ...this.hdr, slot: this.hdrSlot };
+  }
+
+  get geometry(): DiskGeometry {
+    return {
+      ...this.geo,
+      physicalSectorSizeBytes: this.meta.physicalSectorSizeBytes,
+      diskType: this.fixed ? 'fixed' : 'dynamic',
+      leaveBlockAllocated: this.meta.leaveBlockAllocated,
+      virtualDiskId: this.meta.virtualDiskId,
+    };
+  }
+
+  get virtualSizeBytes(): number {
+    return this.geo.virtualDiskSizeBytes;
+  }
+
+  get logicalSectorSizeBytes(): number {
+    return this.sectorSize;
+  }
+
+  get blockSizeBytes(): number {
+    return this.blockSize;
+  }
+
+  get diskType(): DiskType {
+    return this.fixed ? 'fixed' : 'dynamic';
+  }
+
+  /** Messages about tolerated deviations (each starts with the rule id it concerns). */
+  get warnings(): readonly string[] {
+    return this.warningList;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** The I/O error that stopped writing, if any. */
+  get failedWith(): VhdxError | undefined {
+    return this.failure;
+  }
+
+  /** The BAT entry (in memory, i.e. including changes not yet logged) of payload block `blockIndex`. */
+  batEntry(blockIndex: number): BatEntryInfo {
+    if (!Number.isSafeInteger(blockIndex) || blockIndex < 0 || blockIndex >= this.geo.payloadBlockCount) {
+      throw new VhdxUsageError('blockIndex', `blockIndex must be 0 .. ${this.geo.payloadBlockCount - 1}, got ${blockIndex}`);
+    }
+    const index = this.bat.payloadIndex(blockIndex);
+    return { index, state: this.bat.state(index), fileOffsetBytes: this.bat.offsetBytes(index) };
+  }
+
+  /** The raw BAT entry at BAT index `index` (payload or sector bitmap). */
+  batEntryAt(index: number): BatEntryInfo {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.geo.totalBatEntries) {
+      throw new VhdxUsageError('index', `BAT index must be 0 .. ${this.geo.totalBatEntries - 1}, got ${index}`);
+    }
+    return { index, state: this.bat.state(index), fileOffsetBytes: this.bat.offsetBytes(index) };
+  }
+
+  get layout(): LayoutInfo {
+    return {
+      headerSlot: this.hdrSlot,
+      regionTableCopy: this.regionTable.copy,
+      regions: this.regionTable.all,
+      batOffsetBytes: this.regionTable.bat.fileOffsetBytes,
+      batLengthBytes: this.regionTable.bat.lengthBytes,
+      metadataOffsetBytes: this.regionTable.metadata.fileOffsetBytes,
+      metadataLengthBytes: this.regionTable.metadata.lengthBytes,
+      fileSizeBytes: this.fileSize,
+      structuresEndBytes: this.structuresEnd,
+      creator: this.creator,
+    };
+  }
+
+  get logArea(): LogAreaInfo {
+    return {
+      headerLogOffsetBytes: this.hdr.logOffsetBytes,
+      headerLogLengthBytes: this.hdr.logLengthBytes,
+      headerLogGuid: this.hdr.logGuid,
+      activeAreaOffsetBytes: this.ring?.areaOffsetBytes,
+      nextEntryOffsetBytes: this.ring?.head,
+      stats: { ...this.stats },
+    };
+  }
+
+  /** What replay did at open (undefined when the log was clean). */
+  get replayed(): ReplayResult | undefined {
+    return this.replayResult;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // guards
+
+  private checkOpen(call: string): void {
+    if (this.closed) throw new VhdxStateError(`${call}: the disk is closed`);
+  }
+
+  private checkWritable(call: string): void {
+    this.checkOpen(call);
+    if (this.mode !== 'rw') throw new VhdxStateError(`${call}: the disk is open read-only`);
+    if (this.failure) throw new VhdxStateError(`${call}: an earlier I/O error (${this.failure.message}) stopped writing; reopen the disk`);
+  }
+
+  private checkRange(offsetBytes: number, lengthBytes: number): void {
+    const lss = this.sectorSize;
+    if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0 || offsetBytes % lss !== 0) {
+      throw new VhdxUsageError('offsetBytes', `offsetBytes must be a non-negative multiple of the logical sector size ${lss}, got ${offsetBytes}`);
+    }
+    if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 0 || lengthBytes % lss !== 0) {
+      throw new VhdxUsageError('lengthBytes', `lengthBytes must be a non-negative multiple of the logical sector size ${lss}, got ${lengthBytes}`);
+    }
+    if (offsetBytes + lengthBytes > this.geo.virtualDiskSizeBytes) {
+      throw new VhdxUsageError('offsetBytes', `range ${offsetBytes} + ${lengthBytes} ends past the virtual size ${this.geo.virtualDiskSizeBytes}`);
+    }
+  }
+
+  /** Runs a device-touching operation; an I/O error stops further writing. */
+  private guarded<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof VhdxIoError) this.failure ??= e;
+      throw e;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // device helpers
+
+  private devWrite(offsetBytes: number, bytes: Uint8Array): void {
+    this.dev.write(offsetBytes, bytes);
+    if (offsetBytes + bytes.length > this.fileSize) this.fileSize = offsetBytes + bytes.length;
+    this.wroteSinceFlush = true;
+  }
+
+  private devSetSize(bytes: number): void {
+    this.dev.setSize(bytes);
+    this.fileSize = bytes;
+    this.wroteSinceFlush = true;
+  }
+
+  /** A device flush: everything before is durable; applied log entries are settled. */
+  private syncFlush(): void {
+    this.dev.flush();
+    this.durableSize = this.fileSize;
+    this.wroteSinceFlush = false;
+    this.ring?.onFlush();
+  }
+
+  private writeZeros(offsetBytes: number, lengthBytes: number): void {
+    for (let at = offsetBytes; at < offsetBytes + lengthBytes; at += ZERO_BUFFER.length) {
+      this.devWrite(at, ZERO_BUFFER.subarray(0, Math.min(ZERO_BUFFER.length, offsetBytes + lengthBytes - at)));
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // headers (§2.2.2.1)
+
+  /** Double header update: non-current slot with SequenceNumber + 1, flush, other slot + 2, flush. */
+  private updateHeaders(change: Partial<Omit<HeaderInfo, 'sequenceNumber'>>): void {
+    for (let i = 0; i < 2; i++) {
+      const next: HeaderInfo = { ...this.hdr, ...change, sequenceNumber: this.hdr.sequenceNumber + 1n };
+      const slot: 0 | 1 = this.hdrSlot === 0 ? 1 : 0;
+      this.devWrite(HEADER_OFFSETS_BYTES[slot], encodeHeader(next));
+      this.syncFlush();
+      this.hdr = next;
+      this.hdrSlot = slot;
+    }
+  }
+
+  /**
+   * Before the session's first modification: new FileWriteGuid (and DataWriteGuid when the change
+   * is guest-visible) via a double header update (HDR-13, HDR-14, HDR-18, HDR-19).
+   */
+  private ensureSession(guestVisible: boolean): void {
+    if (!this.sessionStarted) {
+      const change: { fileWriteGuid: string; dataWriteGuid?: string } = { fileWriteGuid: this.newGuid() };
+      if (guestVisible) change.dataWriteGuid = this.newGuid();
+      this.updateHeaders(change);
+      this.sessionStarted = true;
+      if (guestVisible) this.dataGuidRenewed = true;
+    } else if (guestVisible && !this.dataGuidRenewed) {
+      this.updateHeaders({ dataWriteGuid: this.newGuid() });
+      this.dataGuidRenewed = true;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // replay onto the file (rw open)
+
+  private replayOntoFile(plan: ActiveSequence): void {
+    // The structures were parsed through an overlay; now do it for real (§5.6 "Replaying").
+    this.dev = this.io;
+    this.fileSize = this.io.sizeBytes();
+    this.guarded(() => {
+      this.ensureSession(false); // 1. renew FileWriteGuid, LogGuid kept
+      this.replayResult = applySequence(this.io, plan); // 2-3. apply in order, extend to LastFileOffset
+      this.fileSize = this.io.sizeBytes();
+      this.wroteSinceFlush = true;
+      this.syncFlush(); // 4.
+      this.updateHeaders({ logGuid: ZERO_GUID }); // 5. the log is settled
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // log (§2.3, §5.5) and the two log areas
+
+  private logAreaLength(): number {
+    const l = this.hdr.logLengthBytes;
+    return l >= MiB && l % MiB === 0 && l <= MAX_REPLAY_LOG_BYTES ? l : MiB;
+  }
+
+  /**
+   * The area for a new log period: a 1 MiB-aligned range of the log length inside the file that
+   * no structure or block uses and that is not the header's current log region; else space at
+   * the end of the file.
+   */
+  private chooseLogArea(): number {
+    const L = this.logAreaLength();
+    const used: [number, number][] = [[0, HEADER_SECTION_SIZE_BYTES]];
+    if (this.hdr.logLengthBytes > 0) used.push([this.hdr.logOffsetBytes, this.hdr.logOffsetBytes + this.hdr.logLengthBytes]);
+    for (const r of this.regionTable.all) used.push([r.fileOffsetBytes, r.fileOffsetBytes + r.lengthBytes]);
+    for (const r of this.released) used.push(r);
+    for (let i = 0; i < this.geo.totalBatEntries; i++) {
+      if (this.bat.isZero(i)) continue;
+      const mb = this.bat.offsetMB(i);
+      if (mb === 0) continue;
+      used.push([mb * MiB, mb * MiB + (this.bat.isSectorBitmapIndex(i) ? MiB : this.blockSize)]);
+    }
+    used.sort((a, b) => a[0] - b[0]);
+    let cursor = HEADER_SECTION_SIZE_BYTES;
+    for (const [s, e] of used) {
+      if (s >= cursor + L) break;
+      cursor = Math.max(cursor, alignUp(e, MiB));
+    }
+    if (cursor + L <= this.fileSize) return cursor;
+    const at = alignUp(Math.max(this.fileSize, this.structuresEnd), MiB);
+    this.devSetSize(at + L);
+    return at;
+  }
+
+  /** LastFileOffset: the smallest 1 MiB multiple covering every structure (LOG-16). */
+  private lastFileOffset(): number {
+    return alignUp(Math.max(this.structuresEnd, HEADER_SECTION_SIZE_BYTES), MiB);
+  }
+
+  /** Writes one entry for `updates`, following the crash-safety design above. */
+  private logAndApply(updates: LogUpdate[]): void {
+    let firstOfPeriod = false;
+    if (!this.ring) {
+      const L = this.logAreaLength();
+      const area = this.chooseLogArea();
+      if (area + L > this.structuresEnd) this.structuresEnd = area + L;
+      this.ring = new LogRing(area, L, this.newGuid(), 1n, this.wrapMode, this.stats);
+      this.stats.periods++;
+      firstOfPeriod = true;
+    }
+    const ring = this.ring;
+    const data = updates.reduce((n, u) => n + (u.kind === 'data' ? 1 : 0), 0);
+    const len = entryLengthBytes(updates.length, data);
+    let pos = ring.place(len);
+    if (pos === undefined) {
+      this.syncFlush(); // settles every applied entry: the whole log is free again
+      this.stats.drains++;
+      pos = ring.place(len)!;
+    }
+    const flushed = Math.floor(this.durableSize / MiB) * MiB;
+    ring.writeEntry(this.dev, pos, updates, flushed, this.lastFileOffset());
+    this.wroteSinceFlush = true;
+    this.syncFlush(); // the entry is durable (LOG-3)
+    if (firstOfPeriod) {
+      // Step 3: B becomes the log region, already holding a valid sequence tagged G.
+      this.updateHeaders({ logGuid: ring.logGuid, logOffsetBytes: ring.areaOffsetBytes, logLengthBytes: ring.areaLengthBytes });
+    }
+    for (const u of updates) {
+      if (u.kind === 'data') this.devWrite(u.fileOffsetBytes, u.image);
+      else this.writeZeros(u.fileOffsetBytes, u.lengthBytes);
+    }
+    ring.markApplied();
+  }
+
+  /**
+   * Logs every pending BAT change (flush data first: §5.8), in as few entries as fit the log.
+   * Returns whether anything was logged.
+   */
+  private commitPending(): boolean {
+    if (this.bat.dirtySectorCount === 0) return false;
+    this.syncFlush(); // data and file size durable before the BAT change is logged (§5.8)
+    const batOffset = this.regionTable.bat.fileOffsetBytes;
+    const updates: LogUpdate[] = [];
+    for (const k of this.bat.takeDirtySectors()) {
+      const image = this.bat.sectorImage(k);
+      const fileOffsetBytes = batOffset + k * S;
+      if (isAllZero(image)) {
+        const prev = updates[updates.length - 1];
+        if (prev && prev.kind === 'zero' && prev.fileOffsetBytes + prev.lengthBytes === fileOffsetBytes) {
+          updates[updates.length - 1] = { kind: 'zero', fileOffsetBytes: prev.fileOffsetBytes, lengthBytes: prev.lengthBytes + S };
+        } else updates.push({ kind: 'zero', fileOffsetBytes, lengthBytes: S });
+      } else updates.push({ kind: 'data', fileOffsetBytes, image });
+    }
+    const maxBytes = entryLengthBytes(this.maxEntryData, this.maxEntryData);
+    let chunk: LogUpdate[] = [];
+    let chunkData = 0;
+    for (const u of updates) {
+      const d = chunkData + (u.kind === 'data' ? 1 : 0);
+      if (chunk.length > 0 && (d > this.maxEntryData || entryLengthBytes(chunk.length + 1, d) > maxBytes)) {
+        this.logAndApply(chunk);
+        chunk = [];
+        chunkData = 0;
+      }
+      chunk.push(u);
+      chunkData += u.kind === 'data' ? 1 : 0;
+    }
+    if (chunk.length > 0) this.logAndApply(chunk);
+    return true;
+  }
+
+  private maybeAutoCommit(): void {
+    if (this.bat.dirtySectorCount >= this.maxEntryData) this.guarded(() => this.commitPending());
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // payload
+
+  /** §5.8: a new block at the end of everything, file extended first; BAT change pending. */
+  private allocateBlock(block: number): number {
+    const at = alignUp(Math.max(this.fileSize, this.structuresEnd), MiB);
+    this.structuresEnd = at + this.blockSize;
+    this.bat.set(this.bat.payloadIndex(block), ST.PAYLOAD_BLOCK_FULLY_PRESENT, at / MiB);
+    return at;
+  }
+
+  /** Reads `lengthBytes` at virtual offset `offsetBytes` (logical-sector granularity). */
+  read(offsetBytes: number, lengthBytes: number): Uint8Array {
+    this.checkOpen('read');
+    this.checkRange(offsetBytes, lengthBytes);
+    // Lazily zeroed memory: holes (non-present blocks) are never touched.
+    const out = Buffer.alloc(lengthBytes);
+    this.guarded(() => this.readRange(offsetBytes, out, true));
+    return out;
+  }
+
+  /**
+   * Where the virtual range [offset, offset + length) lives, as coalesced extents (like
+   * `qemu-img map`): `data: true` extents are read from the file at `fileOffsetBytes`; the others
+   * read as zeros (or fail, for states invalid in this file such as PARTIALLY_PRESENT). Offsets need not be sector-aligned. Uses the BAT in memory, no I/O.
+   */
+  map(offsetBytes = 0, lengthBytes = this.geo.virtualDiskSizeBytes - offsetBytes): { offsetBytes: number; lengthBytes: number; data: boolean; fileOffsetBytes?: number }[] {
+    this.checkOpen('map');
+    if (!Number.isSafeInteger(offsetBytes) || !Number.isSafeInteger(lengthBytes) || offsetBytes < 0 || lengthBytes < 0 || offsetBytes + lengthBytes > this.geo.virtualDiskSizeBytes) {
+      throw new VhdxUsageError('offsetBytes', `map range ${offsetBytes} + ${lengthBytes} is outside the virtual size ${this.geo.virtualDiskSizeBytes}`);
+    }
+    const out: { offsetBytes: number; lengthBytes: number; data: boolean; fileOffsetBytes?: number }[] = [];
+    const bs = this.blockSize;
+    const end = offsetBytes + lengthBytes;
+    for (let v = offsetBytes; v < end; ) {
+      const b = Math.floor(v / bs);
+      const inBlock = v - b * bs;
+      const n = Math.min(bs - inBlock, end - v);
+      const index = this.bat.payloadIndex(b);
+      const data = this.bat.state(index) === ST.PAYLOAD_BLOCK_FULLY_PRESENT;
+      const fo = data ? this.bat.offsetBytes(index) + inBlock : undefined;
+      const last = out[out.length - 1];
+      if (last && last.data === data && (!data || last.fileOffsetBytes! + last.lengthBytes === fo)) last.lengthBytes += n;
+      else out.push(data ? { offsetBytes: v, lengthBytes: n, data, fileOffsetBytes: fo } : { offsetBytes: v, lengthBytes: n, data });
+      v += n;
+    }
+    return out;
+  }
+
+  /** Like read(), into a caller's buffer (its length is the length read). */
+  readInto(offsetBytes: number, target: Uint8Array): void {
+    this.checkOpen('read');
+    this.checkRange(offsetBytes, target.length);
+    this.guarded(() => this.readRange(offsetBytes, target, false));
+  }
+
+  private readRange(offsetBytes: number, target: Uint8Array, targetIsZero: boolean): void {
+    const bs = this.blockSize;
+    const bat = this.bat;
+    const end = offsetBytes + target.length;
+    let runFile = 0;
+    let runDst = 0;
+    let runLen = 0;
+    let v = offsetBytes;
+    while (v < end) {
+      const b = Math.floor(v / bs);
+      const inBlock = v - b * bs;
+      const n = Math.min(bs - inBlock, end - v);
+      const index = bat.payloadIndex(b);
+      const st = bat.state(index);
+      if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT) {
+        const mb = bat.offsetMB(index);
+        if (mb === 0 || mb * MiB + bs > MAX_FILE_OFFSET_BYTES) {
+          throw new VhdxFormatError('BAT-5', `block ${b} is FULLY_PRESENT at FileOffsetMB ${mb}, ${mb === 0 ? 'inside the header section' : 'out of range'}`, this.regionTable.bat.fileOffsetBytes + index * 8);
+        }
+        const fo = mb * MiB + inBlock;
+        if (runLen > 0 && runFile + runLen === fo) runLen += n;
+        else {
+          if (runLen > 0) this.dev.readInto!(runFile, target.subarray(runDst, runDst + runLen));
+          runFile = fo;
+          runDst = v - offsetBytes;
+          runLen = n;
+        }
+      } else {
+        if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+          throw new VhdxFormatError('BAT-9', `block ${b} is PARTIALLY_PRESENT, which is invalid in a non-differencing file`, this.regionTable.bat.fileOffsetBytes + index * 8);
+        }
+        if (st === 4) throw new VhdxFormatError('BAT-7', `block ${b} has reserved state 4`, this.regionTable.bat.fileOffsetBytes + index * 8);
+        // NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED and the legacy 5 read as zeros (notes §5.7).
+        if (!targetIsZero) target.fill(0, v - offsetBytes, v - offsetBytes + n);
+      }
+      v += n;
+    }
+    if (runLen > 0) this.dev.readInto!(runFile, target.subarray(runDst, runDst + runLen));
+  }
+
+  /** Writes `bytes` at virtual offset `offsetBytes` (logical-sector granularity). */
+  write(offsetBytes: number, bytes: Uint8Array): void {
+    this.checkWritable('write');
+    this.checkRange(offsetBytes, bytes.length);
+    if (bytes.length === 0) return;
+    this.guarded(() => {
+      this.ensureSession(true);
+      const bs = this.blockSize;
+      const bat = this.bat;
+      const end = offsetBytes + bytes.length;
+      let runFile = 0;
+      let runSrc = 0;
+      let runLen = 0;
+      let targetSize = this.fileSize;
+      const flushRun = (): void => {
+        if (runLen === 0) return;
+        if (targetSize > this.fileSize) this.devSetSize(targetSize); // extend first: fresh space reads as zeros
+        this.devWrite(runFile, bytes.subarray(runSrc, runSrc + runLen));
+        runLen = 0;
+      };
+      let v = offsetBytes;
+      while (v < end) {
+        const b = Math.floor(v / bs);
+        const inBlock = v - b * bs;
+        const n = Math.min(bs - inBlock, end - v);
+        const index = bat.payloadIndex(b);
+        const st = bat.state(index);
+        let base: number;
+        if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT) {
+          const mb = bat.offsetMB(index);
+          if (mb === 0) throw new VhdxFormatError('BAT-5', `block ${b} is FULLY_PRESENT at FileOffsetMB 0, inside the header section`, this.regionTable.bat.fileOffsetBytes + index * 8);
+          base = mb * MiB;
+        } else if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT || st === 4) {
+          throw new VhdxFormatError(st === 4 ? 'BAT-7' : 'BAT-9', `block ${b} has state ${st}, which this non-differencing file cannot use`, this.regionTable.bat.fileOffsetBytes + index * 8);
+        } else {
+          base = this.allocateBlock(b);
+          targetSize = Math.max(targetSize, base + bs);
+        }
+        const fo = base + inBlock;
+        if (runLen > 0 && runFile + runLen === fo) runLen += n;
+        else {
+          flushRun();
+          runFile = fo;
+          runSrc = v - offsetBytes;
+          runLen = n;
+        }
+        v += n;
+      }
+      flushRun();
+    });
+    this.maybeAutoCommit();
+  }
+
+  /**
+   * Discards a range. Whole blocks become PAYLOAD_BLOCK_UNMAPPED (dynamic; through the log);
+   * fixed disks never move blocks out of FULLY_PRESENT (§5 note 6, BAT-19): their bytes are
+   * zeroed instead. Partial blocks are zeroed by writing zeros into allocated blocks.
+   */
+  trim(offsetBytes: number, lengthBytes: number): void {
+    this.checkWritable('trim');
+    this.checkRange(offsetBytes, lengthBytes);
+    if (lengthBytes === 0) return;
+    this.guarded(() => {
+      const bs = this.blockSize;
+      const vs = this.geo.virtualDiskSizeBytes;
+      const end = offsetBytes + lengthBytes;
+      let v = offsetBytes;
+      while (v < end) {
+        const b = Math.floor(v / bs);
+        const inBlock = v - b * bs;
+        const n = Math.min(bs - inBlock, end - v);
+        const index = this.bat.payloadIndex(b);
+        if (this.bat.state(index) === ST.PAYLOAD_BLOCK_FULLY_PRESENT) {
+          const whole = inBlock === 0 && (n === bs || v + n === vs);
+          this.ensureSession(true);
+          if (whole && !this.fixed) {
+            const at = this.bat.offsetBytes(index);
+            this.released.push([at, at + bs]);
+            this.bat.set(index, ST.PAYLOAD_BLOCK_UNMAPPED, 0);
+          }
+          else this.writeZeros(this.bat.offsetBytes(index) + inBlock, n);
+        }
+        v += n;
+      }
+    });
+    this.maybeAutoCommit();
+  }
+
+  /** Durability barrier: every earlier write and trim survives any crash once this returns. */
+  flush(): void {
+    this.checkOpen('flush');
+    if (this.mode !== 'rw') return;
+    if (this.failure) throw new VhdxStateError(`flush: an earlier I/O error (${this.failure.message}) stopped writing; reopen the disk`);
+    this.guarded(() => {
+      const committed = this.commitPending();
+      if (!committed && this.wroteSinceFlush) this.syncFlush();
+    });
+  }
+
+  /**
+   * Flushes, applies and settles the log, clears LogGuid, and closes the device. A second close()
+   * does nothing. After an I/O error only the device is released (the next open replays).
+   */
+  close(): void {
+    if (this.closed) return;
+    try {
+      if (this.mode === 'rw' && !this.failure) {
+        this.guarded(() => {
+          this.commitPending();
+          if (this.ring) {
+            this.syncFlush(); // every applied entry settled
+            this.updateHeaders({ logGuid: ZERO_GUID });
+            this.ring = undefined;
+          } else if (this.wroteSinceFlush) this.syncFlush();
+        });
+      }
+    } finally {
+      this.closed = true;
+      this.io.close();
+    }
+  }
+}
+
+function isAllZero(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
+}

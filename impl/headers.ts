@@ -1,0 +1,113 @@
+import {
+  HEADER,
+  HEADER_OFFSETS_BYTES,
+  HEADER_SIZE_BYTES,
+  SIGNATURE,
+  VhdxFormatError,
+  ZERO_GUID,
+  formatOffset,
+  storeChecksum,
+  verifyChecksum,
+} from '../spec-model/format';
+
+/** The header fields the driver works with (§2.2.2). SequenceNumber stays a u64 bigint. */
+export interface HeaderInfo {
+  readonly sequenceNumber: bigint;
+  readonly fileWriteGuid: string;
+  readonly dataWriteGuid: string;
+  readonly logGuid: string;
+  readonly logVersion: number;
+  readonly version: number;
+  readonly logLengthBytes: number;
+  readonly logOffsetBytes: number;
+}
+
+const RESERVED_SIZE = HEADER.sizeOf('Reserved');
+
+/** Encodes a header (Reserved zero) with its checksum: the 4 KiB written into a header slot. */
+export function encodeHeader(h: HeaderInfo): Uint8Array {
+  const out = new Uint8Array(HEADER_SIZE_BYTES);
+  HEADER.encodeInto(
+    {
+      Signature: SIGNATURE.header,
+      Checksum: 0,
+      SequenceNumber: h.sequenceNumber,
+      FileWriteGuid: h.fileWriteGuid,
+      DataWriteGuid: h.dataWriteGuid,
+      LogGuid: h.logGuid,
+      LogVersion: h.logVersion,
+      Version: h.version,
+      LogLength: h.logLengthBytes,
+      LogOffset: BigInt(h.logOffsetBytes),
+      Reserved: new Uint8Array(RESERVED_SIZE),
+    },
+    out,
+  );
+  storeChecksum(out, 0, HEADER_SIZE_BYTES);
+  return out;
+}
+
+function decodeHeader(bytes: Uint8Array, at: number): HeaderInfo {
+  const h = HEADER.decode(bytes, at);
+  const logOffset = h.LogOffset <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(h.LogOffset) : Number.MAX_SAFE_INTEGER;
+  return {
+    sequenceNumber: h.SequenceNumber,
+    fileWriteGuid: h.FileWriteGuid,
+    dataWriteGuid: h.DataWriteGuid,
+    logGuid: h.LogGuid,
+    logVersion: h.LogVersion,
+    version: h.Version,
+    logLengthBytes: h.LogLength,
+    logOffsetBytes: logOffset,
+  };
+}
+
+function headerValid(section: Uint8Array, at: number): boolean {
+  for (let i = 0; i < 4; i++) if (section[at + i] !== SIGNATURE.header.charCodeAt(i)) return false;
+  return verifyChecksum(section, at, HEADER_SIZE_BYTES);
+}
+
+export interface HeaderSelection {
+  readonly current: HeaderInfo;
+  /** 0 = header 1 (64 KiB), 1 = header 2 (128 KiB). */
+  readonly slot: 0 | 1;
+  readonly valid: readonly [boolean, boolean];
+  readonly warnings: readonly string[];
+}
+
+/**
+ * §5.2: the current header is the only valid one, or the valid one with the strictly larger
+ * SequenceNumber. Two valid headers with equal numbers have no current header (HDR-5) - except
+ * when both 4 KiB structures are byte-identical, which we accept like qemu (Disk2VHD writes that),
+ * with a warning. `section` holds at least the first 192 KiB of the file.
+ */
+export function selectHeader(section: Uint8Array): HeaderSelection {
+  const [o1, o2] = HEADER_OFFSETS_BYTES;
+  const v1 = headerValid(section, o1);
+  const v2 = headerValid(section, o2);
+  const warnings: string[] = [];
+  if (!v1 && !v2) throw new VhdxFormatError('HDR-5', 'no valid header: neither header 1 nor header 2 has a valid signature and checksum', o1);
+  if (v1 !== v2) {
+    const slot: 0 | 1 = v1 ? 0 : 1;
+    warnings.push(`HDR-22: header ${2 - slot} at ${formatOffset(HEADER_OFFSETS_BYTES[1 - slot])} is invalid; using the other one`);
+    return { current: decodeHeader(section, HEADER_OFFSETS_BYTES[slot]), slot, valid: [v1, v2], warnings };
+  }
+  const h1 = decodeHeader(section, o1);
+  const h2 = decodeHeader(section, o2);
+  if (h1.sequenceNumber === h2.sequenceNumber) {
+    const a = section.subarray(o1, o1 + HEADER_SIZE_BYTES);
+    const b = section.subarray(o2, o2 + HEADER_SIZE_BYTES);
+    if (Buffer.compare(a, b) !== 0) {
+      throw new VhdxFormatError('HDR-5', `no current header: both headers are valid with SequenceNumber ${h1.sequenceNumber} and they differ`, o1);
+    }
+    warnings.push(
+      `HDR-5: both headers are valid with equal SequenceNumber ${h1.sequenceNumber} (no current header by the spec); accepted because they are byte-identical (Disk2VHD writes such files; qemu accepts them too)`,
+    );
+    return { current: h1, slot: 0, valid: [true, true], warnings };
+  }
+  return h1.sequenceNumber > h2.sequenceNumber ? { current: h1, slot: 0, valid: [true, true], warnings } : { current: h2, slot: 1, valid: [true, true], warnings };
+}
+
+export function isLogGuidSet(h: HeaderInfo): boolean {
+  return h.logGuid !== ZERO_GUID;
+}

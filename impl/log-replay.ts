@@ -1,0 +1,165 @@
+import { LOG_SECTOR_SIZE_BYTES, VhdxFormatError, formatOffset } from '../spec-model/format';
+import type { BlockDevice } from './device';
+import { parseEntryAt, type ParsedEntry } from './log-format';
+import { OverlayDevice } from './overlay';
+
+const S = LOG_SECTOR_SIZE_BYTES;
+
+export interface ActiveSequence {
+  /** Entries to replay, oldest (the head's Tail entry) first. */
+  readonly entries: readonly ParsedEntry[];
+  readonly head: ParsedEntry;
+}
+
+/**
+ * Finds the active sequence of a log area (§2.3.2 / notes §5.6), our own implementation.
+ *
+ * Every 4 KiB position is a possible entry start. A valid entry's successor is the valid entry
+ * right after it (circularly: an entry may wrap at the end of the log and continue at 0) whose
+ * SequenceNumber is one larger; a writer that does not wrap entries but skips to offset 0 when an
+ * entry does not fit is supported too: when the entry after a run's end is not its successor, the
+ * entry at offset 0 is tried. Following successors from any entry leads to the head of its run.
+ * A run is a valid sequence when its head's Tail is the start of an entry of the run at or before
+ * the head. The active sequence is the valid sequence with the largest head SequenceNumber; it is
+ * replayed from the head's Tail entry to the head.
+ *
+ * `log` is the whole log area (LogLength bytes); `logGuid` is the header's LogGuid.
+ */
+export function findActiveSequence(log: Uint8Array, logGuid: string): ActiveSequence | undefined {
+  const L = log.length;
+  const n = Math.floor(L / S);
+  const cache = new Map<number, ParsedEntry | null>();
+  const entryAt = (pos: number): ParsedEntry | undefined => {
+    let e = cache.get(pos);
+    if (e === undefined) {
+      e = parseEntryAt(log, pos, logGuid) ?? null;
+      cache.set(pos, e);
+    }
+    return e ?? undefined;
+  };
+  const successor = (e: ParsedEntry): ParsedEntry | undefined => {
+    const nextPos = (e.positionBytes + e.lengthBytes) % L;
+    const want = e.sequenceNumber + 1n;
+    const a = entryAt(nextPos);
+    if (a && a.sequenceNumber === want) return a;
+    if (nextPos !== 0) {
+      const b = entryAt(0);
+      if (b && b.sequenceNumber === want) return b; // writer skipped the rest of the log
+    }
+    return undefined;
+  };
+  // Chain heads, memoised: head[pos] = position of the last entry reachable from pos.
+  const headOf = new Map<number, number>();
+  const chainHead = (start: ParsedEntry): ParsedEntry => {
+    const path: ParsedEntry[] = [];
+    let e: ParsedEntry | undefined = start;
+    let head: ParsedEntry | undefined;
+    // Sequence numbers strictly increase along a chain, so it visits at most n entries.
+    while (e && path.length <= n) {
+      const known = headOf.get(e.positionBytes);
+      if (known !== undefined) {
+        head = entryAt(known);
+        break;
+      }
+      path.push(e);
+      const next = successor(e);
+      if (!next) {
+        head = e;
+        break;
+      }
+      e = next;
+    }
+    head ??= path[path.length - 1];
+    for (const p of path) headOf.set(p.positionBytes, head.positionBytes);
+    return head;
+  };
+
+  let best: ActiveSequence | undefined;
+  const checkedHeads = new Set<number>();
+  for (let pos = 0; pos < n * S; pos += S) {
+    const e = entryAt(pos);
+    if (!e) continue;
+    const head = chainHead(e);
+    if (checkedHeads.has(head.positionBytes)) continue;
+    checkedHeads.add(head.positionBytes);
+    if (best && head.sequenceNumber <= best.head.sequenceNumber) continue;
+    // Valid when the head's Tail is an entry of this run: follow from the tail entry to the head.
+    const tail = entryAt(head.tailBytes);
+    if (!tail || tail.sequenceNumber > head.sequenceNumber) continue;
+    const entries: ParsedEntry[] = [tail];
+    let cur = tail;
+    let ok = cur === head;
+    while (!ok && entries.length <= n) {
+      const next = successor(cur);
+      if (!next) break;
+      entries.push(next);
+      cur = next;
+      if (cur === head) ok = true;
+    }
+    if (ok) best = { entries, head };
+  }
+  return best;
+}
+
+export interface ReplayResult {
+  readonly entriesApplied: number;
+  readonly headSequenceNumber: bigint;
+  readonly headPositionBytes: number;
+  readonly lastFileOffsetBytes: number;
+}
+
+/**
+ * Checks the active sequence against the file (LOG-28, LOG-29) and returns it; throws
+ * VhdxFormatError when the log is not replayable.
+ */
+export function planReplay(log: Uint8Array, logGuid: string, logOffsetBytes: number, fileSizeBytes: number): ActiveSequence {
+  const seq = findActiveSequence(log, logGuid);
+  if (!seq) {
+    throw new VhdxFormatError('LOG-28', `the header LogGuid ${logGuid} is set but the log at ${formatOffset(logOffsetBytes)} holds no valid sequence of entries with it: the file is corrupt`, logOffsetBytes);
+  }
+  if (fileSizeBytes < seq.head.flushedFileOffsetBytes) {
+    throw new VhdxFormatError(
+      'LOG-29',
+      `the file is ${fileSizeBytes} bytes, shorter than the head entry's FlushedFileOffset ${seq.head.flushedFileOffsetBytes}: the file has been truncated`,
+      logOffsetBytes + seq.head.positionBytes,
+    );
+  }
+  return seq;
+}
+
+const ZERO_CHUNK = new Uint8Array(1 << 20);
+
+/**
+ * Applies an active sequence (§5.6 "Replaying" steps 2-3): every descriptor of every entry in
+ * order, then extends the file to the head's LastFileOffset. Does not flush. On an OverlayDevice
+ * zero ranges are recorded without holding memory.
+ */
+export function applySequence(device: BlockDevice, seq: ActiveSequence): ReplayResult {
+  for (const entry of seq.entries) {
+    for (const u of entry.updates) {
+      if (u.kind === 'data') {
+        device.write(u.fileOffsetBytes, u.image);
+        continue;
+      }
+      if (device instanceof OverlayDevice) {
+        device.zero(u.fileOffsetBytes, u.lengthBytes);
+        continue;
+      }
+      // Zeroing past the end of the file is a file extension (fresh bytes read as zeros).
+      const size = device.sizeBytes();
+      const end = u.fileOffsetBytes + u.lengthBytes;
+      const inFileEnd = Math.min(end, size);
+      for (let at = u.fileOffsetBytes; at < inFileEnd; at += ZERO_CHUNK.length) {
+        device.write(at, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, inFileEnd - at)));
+      }
+      if (end > size) device.setSize(end);
+    }
+  }
+  if (device.sizeBytes() < seq.head.lastFileOffsetBytes) device.setSize(seq.head.lastFileOffsetBytes);
+  return {
+    entriesApplied: seq.entries.length,
+    headSequenceNumber: seq.head.sequenceNumber,
+    headPositionBytes: seq.head.positionBytes,
+    lastFileOffsetBytes: seq.head.lastFileOffsetBytes,
+  };
+}

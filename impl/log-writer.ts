@@ -1,0 +1,126 @@
+import { LOG_SECTOR_SIZE_BYTES, VhdxInternalError, invariant } from '../spec-model/format';
+import type { BlockDevice } from './device';
+import { encodeLogEntry, type LogUpdate } from './log-format';
+
+const S = LOG_SECTOR_SIZE_BYTES;
+
+/**
+ * How an entry that does not fit before the end of the log is placed: 'wrap' writes it up to the
+ * end and continues at log offset 0 (the circular buffer of §2.3, like qemu and DiscUtils);
+ * 'skip' leaves the rest of the log unused and starts the entry at offset 0. Our replayer reads
+ * both layouts; 'wrap' is the default.
+ */
+export type LogWrapMode = 'wrap' | 'skip';
+
+export interface LogStats {
+  /** Entries written by this disk object. */
+  entriesWritten: number;
+  /** Times the write position passed the end of a log area and went back to offset 0. */
+  wraps: number;
+  /** Entries that were split across the end of the log (wrap mode). */
+  splitEntries: number;
+  /** Times an entry had to wait for older entries to be settled (a flush) to find room. */
+  drains: number;
+  /** Log periods started (a new LogGuid published with a new log area). */
+  periods: number;
+}
+
+export function emptyLogStats(): LogStats {
+  return { entriesWritten: 0, wraps: 0, splitEntries: 0, drains: 0, periods: 0 };
+}
+
+/**
+ * One log area used as a circular buffer for one LogGuid ("period"). Tracks the entries that are
+ * not yet settled (applied in place and flushed afterwards), whose space must not be reused
+ * (LOG-23), and hands out positions, Tail values and sequence numbers (§5.5 steps 3-5).
+ */
+export class LogRing {
+  /** Next write position inside the area. */
+  head = 0;
+  private nextSeq: bigint;
+  /** Entries written but not yet settled, oldest first. */
+  private unsettled: { pos: number; len: number; applied: boolean }[] = [];
+
+  constructor(
+    readonly areaOffsetBytes: number,
+    readonly areaLengthBytes: number,
+    readonly logGuid: string,
+    firstSequenceNumber: bigint,
+    readonly wrapMode: LogWrapMode,
+    private readonly stats: LogStats,
+  ) {
+    invariant(areaLengthBytes % S === 0 && areaLengthBytes >= 2 * S, 'log area too small');
+    invariant(firstSequenceNumber > 0n, 'sequence numbers start above 0');
+    this.nextSeq = firstSequenceNumber;
+  }
+
+  get hasUnsettled(): boolean {
+    return this.unsettled.length > 0;
+  }
+
+  /** Where an entry of `len` bytes would go now, or undefined when unsettled entries are in the way. */
+  place(len: number): number | undefined {
+    invariant(len <= this.areaLengthBytes, 'entry longer than the log');
+    let pos = this.head;
+    let gap = 0;
+    if (this.wrapMode === 'skip' && pos + len > this.areaLengthBytes) {
+      gap = this.areaLengthBytes - pos;
+      pos = 0;
+    }
+    if (this.unsettled.length > 0 && this.usedBytes() + gap + len > this.areaLengthBytes) return undefined;
+    return pos;
+  }
+
+  /** Tail for an entry written at `pos`: the oldest unsettled entry, else the entry itself. */
+  tailFor(pos: number): number {
+    return this.unsettled.length > 0 ? this.unsettled[0].pos : pos;
+  }
+
+  /**
+   * Encodes the next entry for `updates` at `pos` (from place()), writes it into the area (in two
+   * pieces when it wraps) and records it as unsettled. Does not flush.
+   */
+  writeEntry(
+    device: BlockDevice,
+    pos: number,
+    updates: readonly LogUpdate[],
+    flushedFileOffsetBytes: number,
+    lastFileOffsetBytes: number,
+  ): { bytes: Uint8Array; sequenceNumber: bigint } {
+    const sequenceNumber = this.nextSeq;
+    const bytes = encodeLogEntry({ sequenceNumber, logGuid: this.logGuid, tailBytes: this.tailFor(pos), flushedFileOffsetBytes, lastFileOffsetBytes, updates });
+    const len = bytes.length;
+    if (pos !== this.head && pos !== 0) throw new VhdxInternalError('log entries are written at the head or at 0');
+    const first = Math.min(len, this.areaLengthBytes - pos);
+    device.write(this.areaOffsetBytes + pos, first === len ? bytes : bytes.subarray(0, first));
+    if (first < len) {
+      device.write(this.areaOffsetBytes, bytes.subarray(first));
+      this.stats.splitEntries++;
+    }
+    if (pos !== this.head || pos + len >= this.areaLengthBytes) this.stats.wraps++;
+    this.head = (pos + len) % this.areaLengthBytes;
+    this.unsettled.push({ pos, len, applied: false });
+    this.nextSeq++;
+    this.stats.entriesWritten++;
+    return { bytes, sequenceNumber };
+  }
+
+  /** Bytes from the oldest unsettled entry to `head` (skipped space included). */
+  usedBytes(): number {
+    if (this.unsettled.length === 0) return 0;
+    const d = (this.head - this.unsettled[0].pos + this.areaLengthBytes) % this.areaLengthBytes;
+    return d === 0 ? this.areaLengthBytes : d;
+  }
+
+  /** Every written entry has now been applied in place (not yet flushed). */
+  markApplied(): void {
+    for (const e of this.unsettled) e.applied = true;
+  }
+
+  /** A flush completed: entries applied before it are settled, their space may be reused. */
+  onFlush(): void {
+    let k = 0;
+    while (k < this.unsettled.length && this.unsettled[k].applied) k++;
+    if (k > 0) this.unsettled.splice(0, k);
+  }
+}
