@@ -27,13 +27,14 @@ export interface CampaignOptions {
 
 export function runCampaign(def: PropertyDef, o: CampaignOptions = {}): CampaignResult {
   const seed = o.seed ?? defaultSeed(def.id);
-  const total: RunStats = { steps: 0, crashStatesChecked: 0, flushPointsChecked: 0, reads: 0 };
+  const total: RunStats = { steps: 0, crashStatesChecked: 0, flushPointsChecked: 0, reads: 0, faultsInjected: 0 };
   const t0 = Date.now();
   const prop = propertyOf(def, (r) => {
     total.steps += r.stats.steps;
     total.crashStatesChecked += r.stats.crashStatesChecked;
     total.flushPointsChecked += r.stats.flushPointsChecked;
     total.reads += r.stats.reads;
+    total.faultsInjected += r.stats.faultsInjected;
     o.onRun?.(total);
   });
   const out = fc.check(prop, {
@@ -44,17 +45,17 @@ export function runCampaign(def: PropertyDef, o: CampaignOptions = {}): Campaign
   let counterexampleFile: string | undefined;
   if (out.failed && out.counterexample) {
     const [value] = out.counterexample as [ScenarioValue];
-    const [params, cmds] = value;
+    const [params, cmds, fault] = value;
     let events: Counterexample['events'] = [];
     let note = '';
     try {
-      runScenario(def, params, cmds);
+      runScenario(def, params, cmds, fault);
       note = 'the shrunk scenario passed when rerun (flaky?)';
     } catch (e) {
       if (e instanceof PropertyViolation) events = (e as PropertyViolation & { events: Counterexample['events'] }).events;
       note = e instanceof Error ? e.message : String(e);
     }
-    counterexampleFile = writeCounterexample({ property: def.id, seed, path: out.counterexamplePath ?? undefined, params: { ...params }, events, note }, o.counterexampleDir);
+    counterexampleFile = writeCounterexample({ property: def.id, seed, path: out.counterexamplePath ?? undefined, params: { ...params, ...(fault ? { fault } : {}) }, events, note }, o.counterexampleDir);
   }
   return {
     id: def.id,

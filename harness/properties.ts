@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { MiB } from '../spec-model/format';
 import { CreateParams, DiskEvent } from './events';
+import { FaultPlan } from '../impl';
 import { PropertyId, PropertyViolation, RunStats, RunnerOptions, ScenarioRunner } from './runner';
 
 /*
@@ -18,7 +19,8 @@ type Cmd = fc.Command<CmdModel, ScenarioRunner>;
 function aligned(params: CreateParams, maxBlocks: number): fc.Arbitrary<{ offsetBytes: number; lengthBytes: number }> {
   const lss = params.logicalSectorSizeBytes;
   const sectors = params.virtualSizeBytes / lss;
-  const maxLen = Math.max(1, Math.min(sectors, Math.floor((maxBlocks * params.blockSizeBytes) / lss)));
+  // Up to maxBlocks blocks but never more than 4 MiB: long writes cost pattern generation, not coverage.
+  const maxLen = Math.max(1, Math.min(sectors, Math.floor(Math.min(maxBlocks * params.blockSizeBytes, 4 * MiB) / lss)));
   // Bias lengths towards small writes while still crossing block boundaries sometimes.
   const lengthSectors = fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: Math.min(maxLen, 64) }) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: maxLen }) });
   return lengthSectors.chain((len) =>
@@ -131,12 +133,16 @@ export function commandsArb(params: CreateParams, shape: ScenarioShape): fc.Arbi
     fc.constantFrom<'rw' | 'ro'>('rw', 'ro').map((m) => new ReopenCmd(m)),
   ];
   if (shape.trims !== false) arbs.push(aligned(params, 3).map((r) => new StepCmd({ type: 'trim', ...r }, 'rw')));
-  if (shape.crashes) arbs.push(seed.map((s) => new StepCmd({ type: 'crash', choiceSeed: s }, 'rw')));
+  if (shape.crashes) {
+    const crash = seed.map((s) => new StepCmd({ type: 'crash', choiceSeed: s }, 'rw'));
+    arbs.push(crash, crash);
+  }
   if (shape.bursts) {
     const small = aligned(params, 1).map((r) => ({ ...r, lengthBytes: params.logicalSectorSizeBytes }));
     arbs.push(fc.array(fc.tuple(small, seed).map(([r, s]) => ({ ...r, seed: s })), { minLength: 20, maxLength: 80 }).map((w) => new BurstCmd(w)));
   }
-  return fc.commands(arbs, { maxCommands: shape.maxCommands });
+  // size 'max': scenario lengths spread over the whole 0..maxCommands range, not fast-check's small default.
+  return fc.commands(arbs, { maxCommands: shape.maxCommands, size: 'max' });
 }
 
 export interface PropertyDef {
@@ -146,6 +152,16 @@ export interface PropertyDef {
   readonly options: RunnerOptions;
   /** Default runs per jest run (CI); scaled by VHDX_RUNS. */
   readonly runs: number;
+  /** FAULT: generate a device fault for the first reopened session. */
+  readonly faults?: boolean;
+}
+
+export function faultArb(): fc.Arbitrary<FaultPlan> {
+  return fc.record({
+    failAtCall: fc.integer({ min: 1, max: 40 }),
+    kind: fc.constantFrom<FaultPlan['kind']>('EIO', 'ENOSPC', 'tear'),
+    crashAfter: fc.boolean(),
+  });
 }
 
 export const PROPERTIES: readonly PropertyDef[] = [
@@ -154,6 +170,8 @@ export const PROPERTIES: readonly PropertyDef[] = [
   { id: 'CRC', title: 'every flush point and crash state has valid checksums and no error finding', shape: { crashes: true, maxCommands: 20 }, options: { checkFlushPoints: true }, runs: 20 },
   { id: 'HEADER', title: 'header alternation over the device events', shape: { crashes: true, maxCommands: 25 }, options: { headers: true }, runs: 30 },
   { id: 'CRASH', title: 'every crash point reopens with every unit in its allowed set', shape: { crashes: true, maxCommands: 20, bursts: true }, options: { enumerateCrashes: true }, runs: 20 },
+  { id: 'FAULT', title: 'an I/O error or a full disk at any device call surfaces typed; nothing flushed is lost after reopen', shape: { crashes: false, maxCommands: 25 }, options: {}, runs: 40, faults: true },
+  { id: 'REPLAY', title: 'replay is idempotent, survives crashes during itself, and a read-only open of a dirty image changes nothing', shape: { crashes: true, maxCommands: 20 }, options: { replayChecks: true }, runs: 25 },
 ];
 
 export interface ScenarioResult {
@@ -162,10 +180,15 @@ export interface ScenarioResult {
 }
 
 /** Runs one generated scenario; throws PropertyViolation (with the executed events attached) on failure. */
-export function runScenario(def: PropertyDef, params: CreateParams, cmds: Iterable<Cmd>): ScenarioResult {
-  const runner = new ScenarioRunner(def.options);
+export function runScenario(def: PropertyDef, params: CreateParams, cmds: Iterable<Cmd>, fault?: FaultPlan): ScenarioResult {
+  const runner = new ScenarioRunner({ ...def.options, fault });
   try {
     runner.step({ type: 'create', params });
+    // FAULT arms its fault on the first session opened after create.
+    if (fault) {
+      runner.step({ type: 'close' });
+      runner.step({ type: 'open', mode: 'rw' });
+    }
     fc.modelRun(() => ({ model: { mode: 'rw' as const } as CmdModel, real: runner }), cmds);
     runner.finish();
   } catch (e) {
@@ -175,15 +198,15 @@ export function runScenario(def: PropertyDef, params: CreateParams, cmds: Iterab
   return { stats: runner.stats, events: runner.executed };
 }
 
-export type ScenarioValue = [CreateParams, Iterable<Cmd>];
+export type ScenarioValue = [CreateParams, Iterable<Cmd>, FaultPlan | undefined];
 
 export function scenarioArb(def: PropertyDef): fc.Arbitrary<ScenarioValue> {
-  return paramsArb().chain((p) => fc.tuple(fc.constant(p), commandsArb(p, def.shape)));
+  return paramsArb().chain((p) => fc.tuple(fc.constant(p), commandsArb(p, def.shape), def.faults ? faultArb() : fc.constant(undefined)));
 }
 
 export function propertyOf(def: PropertyDef, onRun?: (r: ScenarioResult) => void) {
-  return fc.property(scenarioArb(def), ([params, cmds]) => {
-    const r = runScenario(def, params, cmds);
+  return fc.property(scenarioArb(def), ([params, cmds, fault]) => {
+    const r = runScenario(def, params, cmds, fault);
     onRun?.(r);
   });
 }

@@ -1,13 +1,14 @@
-import { VhdxError } from '../spec-model/format/errors';
+import { VhdxError, VhdxIoError, VhdxStateError } from '../spec-model/format/errors';
 import { DiskModel, Divergence, UNIT_BYTES } from '../spec-model/disk-model';
 import { inspect } from '../spec-model/inspect';
 import { openOracle } from '../spec-model/read';
 import { ByteSource } from '../spec-model/source';
-import { RecordingDevice, VhdxDisk } from '../impl';
+import { FaultPlan, FaultyDevice, RecordingDevice, VhdxDisk } from '../impl';
 import { CowDevice, CowImage, CrashLog, CrashState, inFlightIndices, tearPieces } from './crash';
 import { CrashChoice, CreateParams, DeviceEvent, DiskEvent } from './events';
 import { HeaderViolation, currentHeaderOf, observeHeaders } from './observe';
 import { PATTERNS, patternBytes } from './patterns';
+import { ContentCheck } from './content-check';
 
 /*
  * Runs disk events against the impl driver and the model side by side, and checks the promises
@@ -38,6 +39,14 @@ export interface RunnerOptions {
   oracle?: boolean;
   /** Observe header writes (HEADER). */
   headers?: boolean;
+  /**
+   * REPLAY: before each reopen of a crash state whose log is dirty, open it read-only (no byte may
+   * change; reads within the allowed sets), then crash the read-write replay at every one of its
+   * device events and reopen: every path converges to the read-only open's content.
+   */
+  replayChecks?: boolean;
+  /** FAULT: arm this fault on the device of the first session opened after create. */
+  fault?: FaultPlan;
 }
 
 export interface RunStats {
@@ -45,6 +54,7 @@ export interface RunStats {
   crashStatesChecked: number;
   flushPointsChecked: number;
   reads: number;
+  faultsInjected: number;
 }
 
 const SECTOR = UNIT_BYTES;
@@ -110,7 +120,7 @@ function describeDivergences(d: Divergence[]): string {
 
 export class ScenarioRunner {
   readonly model = new DiskModel(PATTERNS);
-  readonly stats: RunStats = { steps: 0, crashStatesChecked: 0, flushPointsChecked: 0, reads: 0 };
+  readonly stats: RunStats = { steps: 0, crashStatesChecked: 0, flushPointsChecked: 0, reads: 0, faultsInjected: 0 };
   /** The events executed so far, with crash choices made concrete: a replayable record. */
   readonly executed: DiskEvent[] = [];
   private disk?: VhdxDisk;
@@ -123,8 +133,17 @@ export class ScenarioRunner {
   private minCut = 0;
   private firstGuestEvent?: number;
   private pendingCheck = false;
+  private faulty?: FaultyDevice;
+  private faultArmed = false;
+  /** After a fault the disk is gone; the next step that needs it reopens the image first. */
+  private reopenAfterFault = false;
 
   constructor(readonly options: RunnerOptions = {}) {}
+
+  /** The image the last step left (live device, or the crash state about to be reopened), for reports. */
+  get currentImage(): ByteSource | undefined {
+    return this.disk ? this.liveImage : this.resting;
+  }
 
   get deviceEvents(): readonly DeviceEvent[] {
     return this.device?.events ?? [];
@@ -133,19 +152,27 @@ export class ScenarioRunner {
   /** Applies one event; a crash event's choice may be given as a seed (`choiceSeed`) and is resolved here. */
   step(event: DiskEvent | { type: 'crash'; choiceSeed: number }): void {
     const index = this.stats.steps++;
+    if (this.reopenAfterFault) {
+      this.reopenAfterFault = false;
+      if (event.type !== 'open') this.step({ type: 'open', mode: 'rw' });
+    }
     try {
       this.apply(event, index);
     } catch (e) {
       if (e instanceof PropertyViolation) throw e;
+      if (this.faulty?.fired) return this.afterFault(event, index, e);
       if (e instanceof VhdxError) throw new PropertyViolation('READ', index, `${event.type}: the driver failed: ${e.name}: ${e.message}`);
       throw e;
     }
   }
 
-  private startSession(image: CowImage): void {
+  private startSession(image: CowImage, arm = false): void {
+    this.segments = [];
     this.sessionStart = image;
     this.liveImage = image.fork();
-    this.device = new RecordingDevice(new CowDevice(this.liveImage));
+    const base = new CowDevice(this.liveImage);
+    this.faulty = arm && this.options.fault ? new FaultyDevice(base, this.options.fault) : undefined;
+    this.device = new RecordingDevice(this.faulty ?? base);
     this.minCut = 0;
     this.firstGuestEvent = undefined;
   }
@@ -186,7 +213,10 @@ export class ScenarioRunner {
       case 'open': {
         const image = this.resting;
         if (!image) throw new PropertyViolation('READ', index, 'open with no image at rest');
-        this.startSession(image);
+        if (this.pendingCheck && this.options.replayChecks) this.checkReplay(image, index);
+        const arm = !!this.options.fault && !this.faultArmed;
+        this.faultArmed ||= arm;
+        this.startSession(image, arm);
         this.minCutAtCreate = 0;
         this.disk = VhdxDisk.open(this.device!, { mode: event.mode });
         this.model.apply(event);
@@ -217,6 +247,7 @@ export class ScenarioRunner {
         return;
       }
       case 'flush': {
+        this.openSegment();
         this.disk!.flush();
         this.minCut = this.device!.events.length;
         this.model.apply(event);
@@ -224,8 +255,11 @@ export class ScenarioRunner {
         return;
       }
       case 'close': {
+        this.openSegment();
         this.disk!.close();
+        this.minCut = this.device!.events.length;
         this.endSessionChecks(index);
+        if (this.options.enumerateCrashes) this.enumerateSession(index);
         const h = currentHeaderOf(this.liveImage!);
         if (h && h.LogGuid !== '00000000-0000-0000-0000-000000000000' && this.model.status === 'open-rw') {
           throw new PropertyViolation('HEADER', index, `LogGuid ${h.LogGuid} left set after a clean close`);
@@ -243,9 +277,7 @@ export class ScenarioRunner {
         const cut = Math.max(this.minCut, Math.min(events.length, choice.cutAfterDeviceEvent ?? events.length));
         this.endSessionChecks(index);
         const log = new CrashLog(this.sessionStart!, events.slice());
-        if (this.options.enumerateCrashes) {
-          for (let k = this.minCut; k <= events.length; k++) this.checkCrashState(log.prefixState(k), index);
-        }
+        if (this.options.enumerateCrashes) this.enumerateSession(index, log);
         const state = log.sampleCrashState(cut, { ...choice, cutAfterDeviceEvent: cut });
         this.requireNoErrors(state.image, index, `crash state at device event ${cut}`);
         this.stats.crashStatesChecked++;
@@ -259,13 +291,110 @@ export class ScenarioRunner {
     }
   }
 
+  /**
+   * FAULT: the injected I/O error must surface as a typed error, the disk must then refuse writes,
+   * and the device as the fault left it is a crash state: it must reopen with every unit in its
+   * allowed set and no error finding.
+   */
+  private afterFault(event: DiskEvent | { type: 'crash'; choiceSeed: number }, index: number, error: unknown): void {
+    this.stats.faultsInjected++;
+    if (!(error instanceof VhdxIoError || error instanceof VhdxStateError)) {
+      throw new PropertyViolation('FAULT', index, `${event.type}: the injected fault surfaced as ${(error as Error)?.name ?? typeof error}: ${(error as Error)?.message}`);
+    }
+    if (this.disk && this.model.status === 'open-rw') {
+      let refused = false;
+      try {
+        this.disk.write(0, new Uint8Array(this.model.logicalSectorSizeBytes));
+      } catch (e) {
+        refused = e instanceof VhdxStateError || e instanceof VhdxIoError;
+      }
+      if (!refused) throw new PropertyViolation('FAULT', index, 'after an I/O error the disk still accepted a write');
+    }
+    // A write or trim that failed may or may not have landed: the model's allowed sets cover both.
+    if (event.type === 'write' || event.type === 'trim') this.model.apply(event);
+    if (event.type === 'open' || event.type === 'create') throw new PropertyViolation('FAULT', index, `${event.type} failed on an injected fault: ${(error as Error).message}`);
+    this.disk = undefined;
+    this.executed.push({ type: 'crash', choice: {} });
+    this.model.apply({ type: 'crash' });
+    this.resting = this.liveImage!.fork();
+    this.requireNoErrors(this.resting, index, 'the image an I/O error left behind');
+    this.pendingCheck = true;
+    this.faulty = undefined;
+    this.reopenAfterFault = true;
+  }
+
+  /** REPLAY checks on a crash state about to be reopened (see RunnerOptions.replayChecks). */
+  private checkReplay(image: CowImage, index: number): void {
+    const h = currentHeaderOf(image);
+    if (!h || h.LogGuid === '00000000-0000-0000-0000-000000000000') return;
+    const lss = this.model.logicalSectorSizeBytes;
+    const units = this.model.touchedUnits();
+    const contentOf = (disk: VhdxDisk) => {
+      const read = unitReader((o, l) => disk.read(o, l), lss);
+      return units.map((u) => Buffer.from(read(u)));
+    };
+    // Read-only: replays in memory, writes nothing, reads within the allowed sets.
+    const roDevice = new RecordingDevice(image.device());
+    const ro = VhdxDisk.open(roDevice, { mode: 'ro' });
+    const roContent = contentOf(ro);
+    ro.close();
+    if (roDevice.events.some((e) => e.type !== 'flush')) throw new PropertyViolation('REPLAY', index, `a read-only open of a dirty image changed the file (${roDevice.events.length} device events)`);
+    const byUnit = new Map(units.map((unit, i) => [unit, roContent[i]]));
+    const d = this.model.check((unit) => byUnit.get(unit)!, { units });
+    if (d.length) throw new PropertyViolation('REPLAY', index, `read-only open of a dirty image: ${describeDivergences(d)}`);
+    // Read-write replay, crashed at every device event, then reopened: converges to the same content.
+    const rwDevice = new RecordingDevice(image.device());
+    VhdxDisk.open(rwDevice, { mode: 'rw' }).close();
+    const log = new CrashLog(image, rwDevice.events.slice());
+    for (let k = 0; k <= rwDevice.events.length; k++) {
+      const state = log.prefixState(k);
+      this.requireNoErrors(state.image, index, `crash during replay at device event ${k}`);
+      const disk = VhdxDisk.open(state.image.device(), { mode: 'rw' });
+      const again = contentOf(disk);
+      disk.close();
+      this.stats.crashStatesChecked++;
+      const bad = again.findIndex((b, i) => !b.equals(roContent[i]));
+      if (bad >= 0) throw new PropertyViolation('REPLAY', index, `crash during replay at device event ${k}, then reopen: unit ${units[bad]} differs from what the read-only open showed`);
+    }
+  }
+
+  /**
+   * Before a durability point (flush, close): remember the model as it is, which is what a crash
+   * at any device event up to the end of that flush may show (crashed: the writes since the last
+   * completed flush in flight).
+   */
+  private openSegment(): void {
+    if (!this.options.enumerateCrashes || this.model.status !== 'open-rw') return;
+    this.segments.push({ startCut: this.minCut, model: this.model.clone() });
+  }
+
+  /**
+   * CRASH, enumerated: every cut point of the session's device events, in-flight writes applied in
+   * order (prefix states), reopened and checked against the model of its segment.
+   */
+  private enumerateSession(index: number, log = new CrashLog(this.sessionStart!, this.device!.events.slice())): void {
+    if (this.model.status !== 'open-rw' && this.model.status !== 'crashed' && this.model.status !== 'closed') return;
+    const events = log.events;
+    const segments = this.segments.map((s, i) => ({ ...s, endCut: i + 1 < this.segments.length ? this.segments[i + 1].startCut : this.minCut }));
+    if (this.model.status === 'open-rw') segments.push({ startCut: this.minCut, endCut: events.length + 1, model: this.model });
+    this.segments = [];
+    for (const seg of segments) {
+      if (seg.endCut <= seg.startCut) continue;
+      const crashed = seg.model.clone();
+      crashed.apply({ type: 'crash' });
+      const check = new ContentCheck(crashed, this.model.logicalSectorSizeBytes);
+      for (let k = seg.startCut; k < Math.min(seg.endCut, events.length + 1); k++) this.checkCrashState(log.prefixState(k), check, index);
+    }
+  }
+
+  private segments: { startCut: number; model: DiskModel }[] = [];
+
   private markGuest(): void {
     if (this.firstGuestEvent === undefined) this.firstGuestEvent = this.device!.events.length;
   }
 
-  /** CRASH on one enumerated state: no error finding, reopens, every touched unit in its allowed set. */
-  private checkCrashState(state: CrashState, index: number): void {
-    this.requireNoErrors(state.image, index, `crash state at device event ${state.cut}`);
+  /** CRASH on one enumerated state: reopens, every touched unit in its allowed set. */
+  private checkCrashState(state: CrashState, check: ContentCheck, index: number): void {
     const image = state.image.fork();
     let disk: VhdxDisk;
     try {
@@ -273,9 +402,7 @@ export class ScenarioRunner {
     } catch (e) {
       throw new PropertyViolation('CRASH', index, `crash state at device event ${state.cut} does not reopen: ${(e as Error).message}`);
     }
-    const probe = this.model.clone();
-    probe.apply({ type: 'crash' });
-    const d = probe.check(unitReader((o, l) => disk.read(o, l), this.model.logicalSectorSizeBytes));
+    const d = check.run((o, l) => disk.read(o, l));
     disk.close();
     this.stats.crashStatesChecked++;
     if (d.length) throw new PropertyViolation('CRASH', index, `crash state at device event ${state.cut}: ${describeDivergences(d)}`);
@@ -284,10 +411,9 @@ export class ScenarioRunner {
   private checkAfterReopen(index: number): void {
     this.pendingCheck = false;
     const disk = this.disk!;
-    const read = unitReader((o, l) => disk.read(o, l), this.model.logicalSectorSizeBytes);
-    const d = this.model.check(read);
+    const d = new ContentCheck(this.model, this.model.logicalSectorSizeBytes).run((o, l) => disk.read(o, l));
     if (d.length) throw new PropertyViolation('CRASH', index, `after reopen: ${describeDivergences(d)}`);
-    this.model.adopt(read);
+    this.model.adopt(unitReader((o, l) => disk.read(o, l), this.model.logicalSectorSizeBytes), this.model.uncertainUnits());
     if (this.options.oracle) this.compareOracle(this.sessionStart!, index, 'crash state, replayed by the oracle');
   }
 
@@ -299,7 +425,7 @@ export class ScenarioRunner {
     } catch (e) {
       throw new PropertyViolation('ORACLE', index, `${where}: the oracle cannot open the image: ${(e as Error).message}`);
     }
-    const d = this.model.check(unitReader((o, l) => oracle.read(o, l), this.model.logicalSectorSizeBytes));
+    const d = new ContentCheck(this.model, this.model.logicalSectorSizeBytes).run((o, l) => oracle.read(o, l));
     if (d.length) throw new PropertyViolation('ORACLE', index, `${where}: ${describeDivergences(d)}`);
   }
 
