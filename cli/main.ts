@@ -1,11 +1,14 @@
 #!/usr/bin/env node
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import * as fs from 'fs';
 import { checkImage } from '../harness/check';
 import { checkJUnit, checkJson, formatFinding, formatVerdict } from '../harness/check-report';
 import { describeError } from './errors';
 import { VERSION } from './version';
 import { runInfo } from './info';
+import { runSuiteCommand } from './suite';
+import { readCounterexample } from '../harness/events';
+import { replayCounterexample } from '../harness/replay-counterexample';
 
 const program = new Command();
 program
@@ -44,7 +47,24 @@ program
   .option('--json', 'print JSON')
   .action((image: string, opts: { json?: boolean }) => runInfo(image, opts));
 
-void Option;
+program
+  .command('suite')
+  .description('the main job: the corpus checks, then a property campaign against the impl driver for the time budget; writes JSON and JUnit reports')
+  .option('--budget <duration>', 'time budget, e.g. 60s, 10m', '60s')
+  .option('--seed <n>', 'first seed of every property (default: a fixed seed per property)')
+  .option('--shard <i/n>', 'run shard i of n (1-based, as jest): seeds never overlap between shards')
+  .option('--report <dir>', 'report folder', 'reports')
+  .action((opts: { budget: string; seed?: string; shard?: string; report: string }) => runSuiteCommand(opts, VERSION));
+
+program
+  .command('replay')
+  .description('rerun a saved counterexample against impl and the model; print the first divergence with the structures involved')
+  .argument('<file>', 'counterexample JSON (written by a failing property)')
+  .action((file: string) => {
+    const out = replayCounterexample(readCounterexample(file));
+    for (const l of out.lines) console.log(l);
+    process.exitCode = out.reproduced ? 1 : 0;
+  });
 
 function main(argv: string[]): void {
   try {

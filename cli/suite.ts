@@ -1,0 +1,47 @@
+import { SingleBar } from 'cli-progress';
+import { VhdxUsageError } from '../spec-model/format/errors';
+import { runSuite, suiteTable, writeSuiteReports } from '../harness/suite';
+
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new VhdxUsageError('budget', `not a duration: ${JSON.stringify(text)} (use e.g. 90s, 10m)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(Number(m[1]) * unit);
+}
+
+export function parseShard(text: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(text.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index < 1 || index > count) throw new VhdxUsageError('shard', `--shard takes i/n with 1 <= i <= n, got ${JSON.stringify(text)}`);
+  return { index: index - 1, count };
+}
+
+export function runSuiteCommand(opts: { budget: string; seed?: string; shard?: string; report: string }, version: string): void {
+  const budgetMs = parseDuration(opts.budget);
+  const seed = opts.seed !== undefined ? Number(opts.seed) : undefined;
+  if (seed !== undefined && !Number.isSafeInteger(seed)) throw new VhdxUsageError('seed', `--seed takes an integer, got ${opts.seed}`);
+  const shard = opts.shard ? parseShard(opts.shard) : undefined;
+  const bar = process.stderr.isTTY
+    ? new SingleBar({ format: 'suite [{bar}] {percentage}% | {phase} | {runs} runs | {crash} crash states', hideCursor: true, stream: process.stderr }, undefined)
+    : undefined;
+  bar?.start(budgetMs, 0, { phase: 'corpus', runs: 0, crash: 0 });
+  let lastPhase = '';
+  const result = runSuite({
+    budgetMs,
+    seed,
+    shard,
+    reportDir: opts.report,
+    onProgress: (p) => {
+      if (bar) bar.update(Math.min(budgetMs, p.elapsedMs), { phase: p.phase, runs: p.runs, crash: p.crashStates });
+      else if (p.phase !== lastPhase) console.error(`suite: ${p.phase}...`);
+      lastPhase = p.phase;
+    },
+  });
+  bar?.update(budgetMs);
+  bar?.stop();
+  process.stdout.write(suiteTable(result));
+  const files = writeSuiteReports(result, opts.report, version);
+  console.log(`reports: ${files.json}, ${files.junit}`);
+  process.exitCode = result.ok ? 0 : 1;
+}
