@@ -29,7 +29,7 @@ import { guidGenerator, type GuidSource } from './guids';
 import { encodeHeader, selectHeader, type HeaderInfo } from './headers';
 import { entryLengthBytes, maxDataDescriptorsFor, type LogUpdate } from './log-format';
 import { applySequence, planReplay, type ActiveSequence, type ReplayResult } from './log-replay';
-import { LogRing, emptyLogStats, type LogStats, type LogWrapMode } from './log-writer';
+import { LogRing, emptyLogStats, type LogStats } from './log-writer';
 import { readMetadata, type DiskMetadata } from './metadata';
 import { OverlayDevice } from './overlay';
 import { parseRegionTable, type RegionInfo, type RegionTable } from './regions';
@@ -109,16 +109,9 @@ export interface OpenOptions {
   readonly mode: 'rw' | 'ro';
   /** GUID source for the session's new GUIDs (FileWriteGuid, DataWriteGuid, LogGuid). */
   readonly guidSource?: GuidSource;
-  /** Test knob: how entries that reach the end of the log are placed (default 'wrap'). */
-  readonly logWrapMode?: LogWrapMode;
-  /** Test knob: at most this many data sectors per log entry (default: whatever fits the log). */
-  readonly maxEntryDataSectors?: number;
 }
 
-export interface VhdxCreateOptions extends CreateParams {
-  readonly logWrapMode?: LogWrapMode;
-  readonly maxEntryDataSectors?: number;
-}
+export type VhdxCreateOptions = CreateParams;
 
 export interface DiskGeometry extends Geometry {
   readonly physicalSectorSizeBytes: number;
@@ -186,7 +179,6 @@ export class VhdxDisk {
   private readonly creator: string;
   private readonly warningList: string[];
   private readonly newGuid: () => string;
-  private readonly wrapMode: LogWrapMode;
   private readonly maxEntryData: number;
   private readonly blockSize: number;
   private readonly sectorSize: number;
@@ -209,7 +201,7 @@ export class VhdxDisk {
    */
   private readonly released: [number, number][] = [];
 
-  private constructor(s: OpenedState, options: OpenOptions, newGuid: () => string) {
+  private constructor(s: OpenedState, newGuid: () => string) {
     this.io = s.io;
     this.dev = s.view;
     this.mode = s.mode;
@@ -222,16 +214,14 @@ export class VhdxDisk {
     this.creator = s.creator;
     this.warningList = s.warnings;
     this.newGuid = newGuid;
-    this.wrapMode = options.logWrapMode ?? 'wrap';
     this.blockSize = s.meta.blockSizeBytes;
     this.sectorSize = s.meta.logicalSectorSizeBytes;
     this.fixed = s.meta.leaveBlockAllocated;
     this.fileSize = s.view.sizeBytes();
     this.durableSize = this.fileSize;
     this.structuresEnd = 0;
-    const lengthForEntries = this.logAreaLength();
-    const fit = maxDataDescriptorsFor(lengthForEntries);
-    this.maxEntryData = Math.max(1, Math.min(fit, options.maxEntryDataSectors ?? fit));
+    // An entry may fill the whole log area (it is drained first when older entries are in the way).
+    this.maxEntryData = Math.max(1, maxDataDescriptorsFor(this.logAreaLength()));
     this.scanBat();
   }
 
@@ -248,7 +238,7 @@ export class VhdxDisk {
     const newGuid = guidGenerator(params.guidSource);
     const io = new GuardedDevice(device);
     writeNewImage(io, resolved, newGuid);
-    return VhdxDisk.openWith(io, { mode: 'rw', logWrapMode: params.logWrapMode, maxEntryDataSectors: params.maxEntryDataSectors }, newGuid);
+    return VhdxDisk.openWith(io, { mode: 'rw' }, newGuid);
   }
 
   /** Creates a new image file at `path` (truncating an existing file). */
@@ -283,14 +273,8 @@ export class VhdxDisk {
 
   private static openWith(io: GuardedDevice, options: OpenOptions, newGuid: (() => string) | undefined): VhdxDisk {
     if (!options || (options.mode !== 'rw' && options.mode !== 'ro')) throw new VhdxUsageError('mode', `mode must be 'rw' or 'ro', got ${JSON.stringify(options?.mode)}`);
-    if (options.logWrapMode !== undefined && options.logWrapMode !== 'wrap' && options.logWrapMode !== 'skip') {
-      throw new VhdxUsageError('logWrapMode', `logWrapMode must be 'wrap' or 'skip', got ${JSON.stringify(options.logWrapMode)}`);
-    }
-    if (options.maxEntryDataSectors !== undefined && !(Number.isSafeInteger(options.maxEntryDataSectors) && options.maxEntryDataSectors >= 1)) {
-      throw new VhdxUsageError('maxEntryDataSectors', `maxEntryDataSectors must be an integer >= 1, got ${options.maxEntryDataSectors}`);
-    }
     const state = VhdxDisk.readStructures(io, options.mode);
-    const disk = new VhdxDisk(state, options, newGuid ?? guidGenerator(options.guidSource));
+    const disk = new VhdxDisk(state, newGuid ?? guidGenerator(options.guidSource));
     if (state.replay && options.mode === 'rw') disk.replayOntoFile(state.replay.plan);
     else if (state.replay) disk.replayResult = state.replay.result;
     return disk;
@@ -710,7 +694,7 @@ export class VhdxDisk {
       const L = this.logAreaLength();
       const area = this.chooseLogArea();
       if (area + L > this.structuresEnd) this.structuresEnd = area + L;
-      this.ring = new LogRing(area, L, this.newGuid(), 1n, this.wrapMode, this.stats);
+      this.ring = new LogRing(area, L, this.newGuid(), 1n, this.stats);
       this.stats.periods++;
       firstOfPeriod = true;
     }

@@ -9,6 +9,6 @@ export type { CreateParams, DiskType, NewImageLayout, ResolvedCreateParams } fro
 export { guidGenerator, seededGuidSource } from './guids';
 export type { GuidSource } from './guids';
 export type { HeaderInfo } from './headers';
-export type { LogStats, LogWrapMode } from './log-writer';
+export type { LogStats } from './log-writer';
 export type { ReplayResult } from './log-replay';
 export { IMPL_VERSION } from './version';

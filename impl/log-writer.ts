@@ -4,20 +4,12 @@ import { encodeLogEntry, type LogUpdate } from './log-format';
 
 const S = LOG_SECTOR_SIZE_BYTES;
 
-/**
- * How an entry that does not fit before the end of the log is placed: 'wrap' writes it up to the
- * end and continues at log offset 0 (the circular buffer of §2.3, like qemu and DiscUtils);
- * 'skip' leaves the rest of the log unused and starts the entry at offset 0. Our replayer reads
- * both layouts; 'wrap' is the default.
- */
-export type LogWrapMode = 'wrap' | 'skip';
-
 export interface LogStats {
   /** Entries written by this disk object. */
   entriesWritten: number;
   /** Times the write position passed the end of a log area and went back to offset 0. */
   wraps: number;
-  /** Entries that were split across the end of the log (wrap mode). */
+  /** Entries that were split across the end of the log (written up to the end, continued at 0). */
   splitEntries: number;
   /** Times an entry had to wait for older entries to be settled (a flush) to find room. */
   drains: number;
@@ -30,7 +22,9 @@ export function emptyLogStats(): LogStats {
 }
 
 /**
- * One log area used as a circular buffer for one LogGuid ("period"). Tracks the entries that are
+ * One log area used as the circular buffer of §2.3 for one LogGuid ("period"): an entry that
+ * reaches the end of the area is written up to the end and continues at offset 0 (like qemu and
+ * DiscUtils). (Our replayer also reads logs whose writer skipped to offset 0 instead.) Tracks the entries that are
  * not yet settled (applied in place and flushed afterwards), whose space must not be reused
  * (LOG-23), and hands out positions, Tail values and sequence numbers (§5.5 steps 3-5).
  */
@@ -46,7 +40,6 @@ export class LogRing {
     readonly areaLengthBytes: number,
     readonly logGuid: string,
     firstSequenceNumber: bigint,
-    readonly wrapMode: LogWrapMode,
     private readonly stats: LogStats,
   ) {
     invariant(areaLengthBytes % S === 0 && areaLengthBytes >= 2 * S, 'log area too small');
@@ -61,14 +54,8 @@ export class LogRing {
   /** Where an entry of `len` bytes would go now, or undefined when unsettled entries are in the way. */
   place(len: number): number | undefined {
     invariant(len <= this.areaLengthBytes, 'entry longer than the log');
-    let pos = this.head;
-    let gap = 0;
-    if (this.wrapMode === 'skip' && pos + len > this.areaLengthBytes) {
-      gap = this.areaLengthBytes - pos;
-      pos = 0;
-    }
-    if (this.unsettled.length > 0 && this.usedBytes() + gap + len > this.areaLengthBytes) return undefined;
-    return pos;
+    if (this.unsettled.length > 0 && this.usedBytes() + len > this.areaLengthBytes) return undefined;
+    return this.head;
   }
 
   /** Tail for an entry written at `pos`: the oldest unsettled entry, else the entry itself. */
@@ -90,14 +77,14 @@ export class LogRing {
     const sequenceNumber = this.nextSeq;
     const bytes = encodeLogEntry({ sequenceNumber, logGuid: this.logGuid, tailBytes: this.tailFor(pos), flushedFileOffsetBytes, lastFileOffsetBytes, updates });
     const len = bytes.length;
-    if (pos !== this.head && pos !== 0) throw new VhdxInternalError('log entries are written at the head or at 0');
+    if (pos !== this.head) throw new VhdxInternalError('log entries are written at the head');
     const first = Math.min(len, this.areaLengthBytes - pos);
     device.write(this.areaOffsetBytes + pos, first === len ? bytes : bytes.subarray(0, first));
     if (first < len) {
       device.write(this.areaOffsetBytes, bytes.subarray(first));
       this.stats.splitEntries++;
     }
-    if (pos !== this.head || pos + len >= this.areaLengthBytes) this.stats.wraps++;
+    if (pos + len >= this.areaLengthBytes) this.stats.wraps++;
     this.head = (pos + len) % this.areaLengthBytes;
     this.unsettled.push({ pos, len, applied: false });
     this.nextSeq++;
@@ -105,7 +92,7 @@ export class LogRing {
     return { bytes, sequenceNumber };
   }
 
-  /** Bytes from the oldest unsettled entry to `head` (skipped space included). */
+  /** Bytes from the oldest unsettled entry to `head`. */
   usedBytes(): number {
     if (this.unsettled.length === 0) return 0;
     const d = (this.head - this.unsettled[0].pos + this.areaLengthBytes) % this.areaLengthBytes;

@@ -2,10 +2,12 @@
  * impl's own log replayer (impl/log-replay.ts) on hand-made logs: active-sequence selection
  * (§2.3.2 / notes §5.6), entries wrapped at the end of the log, the "skip to offset 0" layout,
  * torn heads, foreign LogGuids, tails outside the run, data and zero descriptors applied in order,
- * file extension to LastFileOffset, and the read-only overlay.
+ * file extension to LastFileOffset, the read-only overlay, and a real image whose log a writer
+ * laid out by skipping to offset 0 (impl itself always wraps).
  */
-import { LOG_SECTOR_SIZE_BYTES, MiB } from '../spec-model/format';
-import { MemoryDevice, OverlayDevice } from '../impl';
+import { HEADER_OFFSETS_BYTES, LOG_SECTOR_SIZE_BYTES, MiB, ZERO_GUID } from '../spec-model/format';
+import { MemoryDevice, OverlayDevice, VhdxDisk } from '../impl';
+import { encodeHeader } from '../impl/headers';
 import { encodeLogEntry, parseEntryAt, type LogUpdate } from '../impl/log-format';
 import { applySequence, findActiveSequence, planReplay } from '../impl/log-replay';
 
@@ -175,5 +177,66 @@ describe('impl log replay: applying', () => {
 
   test('a file shorter than the head FlushedFileOffset -> LOG-29', () => {
     expect(() => planReplay(log, G, MiB, MiB)).toThrow(expect.objectContaining({ ruleId: 'LOG-29' }));
+  });
+});
+
+describe('impl log replay: a hand-made skip-layout log in a real image', () => {
+  // impl always wraps its own entries around the end of the log; other writers may instead leave
+  // the end unused and restart at offset 0. The driver must replay such a log on open.
+  test('ro open shows the replayed content without writing; rw open replays onto the file', () => {
+    const dev = new MemoryDevice();
+    const created = VhdxDisk.create(dev, { virtualSizeBytes: 8 * MiB, blockSizeBytes: MiB, logSizeBytes: MiB });
+    const layout = created.layout;
+    const h = created.header;
+    created.close();
+    const logLen = h.logLengthBytes;
+    expect(logLen).toBe(MiB);
+    const fileSize = dev.sizeBytes();
+    const blockAt = fileSize; // a new 1 MiB block right after everything
+    // BAT sector 0 with block 0 FULLY_PRESENT at blockAt (state 6, FileOffsetMB in bits 20..63)
+    const batSector = dev.read(layout.batOffsetBytes, S);
+    new DataView(batSector.buffer).setUint32(0, (6 | ((blockAt / MiB) << 20)) >>> 0, true);
+    // entry 10 at L-3S (2 sectors, leaves one sector unused); entry 11 (3 sectors) restarted at 0
+    const a = encodeLogEntry({
+      sequenceNumber: 10n,
+      logGuid: G,
+      tailBytes: logLen - 3 * S,
+      flushedFileOffsetBytes: fileSize,
+      lastFileOffsetBytes: blockAt + MiB,
+      updates: [data(blockAt, 0x11)],
+    });
+    const b = encodeLogEntry({
+      sequenceNumber: 11n,
+      logGuid: G,
+      tailBytes: logLen - 3 * S,
+      flushedFileOffsetBytes: fileSize,
+      lastFileOffsetBytes: blockAt + MiB,
+      updates: [data(blockAt + S, 0x22), { kind: 'data', fileOffsetBytes: layout.batOffsetBytes, image: batSector }],
+    });
+    expect(a.length).toBe(2 * S);
+    expect(b.length).toBe(3 * S);
+    dev.write(h.logOffsetBytes + logLen - 3 * S, a);
+    dev.write(h.logOffsetBytes, b);
+    const slot = h.slot === 0 ? 1 : 0;
+    dev.write(HEADER_OFFSETS_BYTES[slot], encodeHeader({ ...h, logGuid: G, sequenceNumber: h.sequenceNumber + 1n }));
+    const dirty = dev.snapshot();
+    const expected = Buffer.concat([Buffer.from(sector(0x11)), Buffer.from(sector(0x22)), Buffer.alloc(MiB - 2 * S)]);
+
+    const ro = VhdxDisk.open(dev, { mode: 'ro' });
+    expect(ro.replayed).toMatchObject({ entriesApplied: 2, headSequenceNumber: 11n, headPositionBytes: 0 });
+    expect(Buffer.from(ro.read(0, MiB)).equals(expected)).toBe(true);
+    expect(Buffer.from(ro.read(MiB, MiB)).equals(Buffer.alloc(MiB))).toBe(true);
+    ro.close();
+    expect(Buffer.from(dev.snapshot()).equals(Buffer.from(dirty))).toBe(true);
+
+    const rw = VhdxDisk.open(dev, { mode: 'rw' });
+    expect(rw.header.logGuid).toBe(ZERO_GUID);
+    expect(rw.replayed?.entriesApplied).toBe(2);
+    expect(dev.sizeBytes()).toBe(blockAt + MiB);
+    rw.close();
+    const after = VhdxDisk.open(dev, { mode: 'ro' });
+    expect(after.replayed).toBeUndefined();
+    expect(after.batEntry(0)).toMatchObject({ state: 6, fileOffsetBytes: blockAt });
+    expect(Buffer.from(after.read(0, MiB)).equals(expected)).toBe(true);
   });
 });

@@ -264,70 +264,82 @@ describe('impl round trips (create / write / read / trim / reopen)', () => {
 });
 
 describe('impl log wrap-around and crash snapshots', () => {
-  for (const wrapMode of ['wrap', 'skip'] as const) {
-    test(`a 1 MiB log wraps (${wrapMode}); snapshots after every flush replay correctly`, () => {
-      const dev = new MemoryDevice();
-      const vs = 600 * MiB; // 1 MiB blocks: block 512 is in the second BAT sector
-      const disk = VhdxDisk.create(dev, { virtualSizeBytes: vs, blockSizeBytes: MiB, logSizeBytes: MiB, logWrapMode: wrapMode });
-      const model = new Model(vs);
-      const w = (off: number, len: number, seed: number): void => {
-        const b = pattern(seed, len);
-        disk.write(off, b);
-        model.write(off, b);
-      };
-      // One entry with two data sectors (12 KiB) shifts later 8 KiB entries off the 1 MiB grid,
-      // so one of them reaches the end of the log in the middle.
-      w(0, 512, 1000);
-      w(512 * MiB, 512, 1001);
-      disk.flush();
-      let checked = 0;
-      for (let i = 1; i < 200; i++) {
-        w(i * MiB + 512 * (i % 7), 1024, i);
-        if (i % 3 === 0) w((i - 1) * MiB, 512, 5000 + i); // in place, no BAT change
-        disk.flush();
-        const wrapsNow = disk.logArea.stats.wraps;
-        if (i % 50 === 0 || (wrapsNow > 0 && checked < 6)) {
-          checked++;
-          // Crash right after the flush: the clone is what a power cut leaves.
-          const ro = VhdxDisk.open(dev.clone(), { mode: 'ro' });
-          expect(ro.replayed).toBeDefined();
-          expectSame(ro, model);
-          const rwDev = dev.clone();
-          const rw = VhdxDisk.open(rwDev, { mode: 'rw' });
-          expect(rw.header.logGuid).toBe(ZERO_GUID);
-          expectSame(rw, model);
-          rw.close();
-          expectSame(VhdxDisk.open(rwDev, { mode: 'ro' }), model);
-        }
-      }
-      const stats = disk.logArea.stats;
-      expect(stats.wraps).toBeGreaterThanOrEqual(1);
-      if (wrapMode === 'wrap') expect(stats.splitEntries).toBeGreaterThanOrEqual(1);
-      else expect(stats.splitEntries).toBe(0);
-      expect(stats.periods).toBe(1);
-      disk.close();
-      const ro = VhdxDisk.open(dev, { mode: 'ro' });
-      expect(ro.header.logGuid).toBe(ZERO_GUID);
-      expect(ro.replayed).toBeUndefined();
-      expectSame(ro, model);
-    });
-  }
-
-  test('large commits are split over several entries (and drained when the log is full)', () => {
+  test('a 1 MiB log wraps through use (an entry split across its end); snapshots after every flush replay correctly', () => {
     const dev = new MemoryDevice();
-    const vs = 4096 * MiB;
-    const disk = VhdxDisk.create(dev, { virtualSizeBytes: vs, blockSizeBytes: MiB, maxEntryDataSectors: 3 });
+    const vs = 600 * MiB; // 1 MiB blocks: block 512 is in the second BAT sector
+    const disk = VhdxDisk.create(dev, { virtualSizeBytes: vs, blockSizeBytes: MiB, logSizeBytes: MiB });
     const model = new Model(vs);
-    // 8 BAT sectors dirty at once (blocks 0, 512, 1024, ...): at most 3 data sectors per entry.
-    for (let k = 0; k < 8; k++) {
+    const w = (off: number, len: number, seed: number): void => {
+      const b = pattern(seed, len);
+      disk.write(off, b);
+      model.write(off, b);
+    };
+    // One entry with two data sectors (12 KiB) shifts later 8 KiB entries off the 1 MiB grid,
+    // so one of them reaches the end of the log in the middle and is split across it.
+    w(0, 512, 1000);
+    w(512 * MiB, 512, 1001);
+    disk.flush();
+    let checked = 0;
+    for (let i = 1; i < 200; i++) {
+      w(i * MiB + 512 * (i % 7), 1024, i);
+      if (i % 3 === 0) w((i - 1) * MiB, 512, 5000 + i); // in place, no BAT change
+      disk.flush();
+      const wrapsNow = disk.logArea.stats.wraps;
+      if (i % 50 === 0 || (wrapsNow > 0 && checked < 6)) {
+        checked++;
+        // Crash right after the flush: the clone is what a power cut leaves.
+        const ro = VhdxDisk.open(dev.clone(), { mode: 'ro' });
+        expect(ro.replayed).toBeDefined();
+        expectSame(ro, model);
+        const rwDev = dev.clone();
+        const rw = VhdxDisk.open(rwDev, { mode: 'rw' });
+        expect(rw.header.logGuid).toBe(ZERO_GUID);
+        expectSame(rw, model);
+        rw.close();
+        expectSame(VhdxDisk.open(rwDev, { mode: 'ro' }), model);
+      }
+    }
+    const stats = disk.logArea.stats;
+    expect(stats.wraps).toBeGreaterThanOrEqual(1);
+    expect(stats.splitEntries).toBeGreaterThanOrEqual(1);
+    expect(stats.periods).toBe(1);
+    expect(checked).toBeGreaterThanOrEqual(6);
+    disk.close();
+    const ro = VhdxDisk.open(dev, { mode: 'ro' });
+    expect(ro.header.logGuid).toBe(ZERO_GUID);
+    expect(ro.replayed).toBeUndefined();
+    expectSame(ro, model);
+  });
+
+  test('BAT changes beyond one entry are split over several entries and drained when the log is full', () => {
+    // A 1 MiB log holds at most 254 data sectors per entry. 300 BAT sectors dirty at once (one
+    // block in each, 512 MiB apart) cannot fit one entry; trimming them all at once neither.
+    const dev = new MemoryDevice();
+    const sectors = 300;
+    const vs = sectors * 512 * MiB;
+    const disk = VhdxDisk.create(dev, { virtualSizeBytes: vs, blockSizeBytes: MiB, logSizeBytes: MiB });
+    const model = new Model(vs);
+    for (let k = 0; k < sectors; k++) {
       const b = pattern(k, 512);
       disk.write(k * 512 * MiB, b);
       model.write(k * 512 * MiB, b);
     }
+    // The writes committed on their own once a full entry's worth of BAT sectors was dirty.
+    expect(disk.logArea.stats.entriesWritten).toBeGreaterThanOrEqual(1);
     disk.flush();
-    expect(disk.logArea.stats.entriesWritten).toBeGreaterThanOrEqual(3);
-    const snap = dev.clone();
-    expectSame(VhdxDisk.open(snap, { mode: 'ro' }), model);
+    expect(disk.logArea.stats.entriesWritten).toBeGreaterThanOrEqual(2);
+    expectSame(VhdxDisk.open(dev.clone(), { mode: 'ro' }), model);
+    const before = disk.logArea.stats;
+    disk.trim(0, vs); // every block UNMAPPED: 300 BAT sectors in one commit
+    for (let k = 0; k < sectors; k++) model.zero(k * 512 * MiB, MiB); // the only non-zero blocks
+    disk.flush();
+    const after = disk.logArea.stats;
+    expect(after.entriesWritten - before.entriesWritten).toBeGreaterThanOrEqual(2);
+    expect(after.drains).toBeGreaterThan(before.drains);
+    expect(after.periods).toBe(1);
+    const snap = VhdxDisk.open(dev.clone(), { mode: 'ro' });
+    expectSame(snap, model);
+    expect(snap.batEntry(512).state).toBe(PayloadBlockState.PAYLOAD_BLOCK_UNMAPPED);
     disk.close();
     expectSame(VhdxDisk.open(dev, { mode: 'ro' }), model);
   });
