@@ -13,6 +13,7 @@ import {
   VhdxFormatError,
   VhdxIoError,
   VhdxStateError,
+  VhdxUnsupportedError,
   VhdxUsageError,
   ZERO_GUID,
   alignUp,
@@ -91,9 +92,6 @@ import { parseRegionTable, type RegionInfo, type RegionTable } from './regions';
  * After any I/O error the disk refuses further writes until it is reopened; close() then only
  * releases the device (the next open replays whatever the log holds).
  */
-
-/** Rule id carried by the refusal of differencing images (HasParent = 1, §2.6.2.1 / §2.6.2.6). */
-export const DIFFERENCING_UNSUPPORTED_RULE_ID = 'FP-4';
 
 /** Offsets beyond this are treated as corrupt (2^52 bytes: far above 64 TiB of payload). */
 const MAX_FILE_OFFSET_BYTES = 2 ** 52;
@@ -330,11 +328,7 @@ export class VhdxDisk {
     const meta = readMetadata(view, regions.metadata);
     warnings.push(...meta.warnings);
     if (meta.hasParent) {
-      throw new VhdxFormatError(
-        DIFFERENCING_UNSUPPORTED_RULE_ID,
-        'differencing images (HasParent = 1) are not supported yet by this implementation; the parent chain cannot be opened',
-        regions.metadata.fileOffsetBytes,
-      );
+      throw new VhdxUnsupportedError('differencing', 'differencing images (HasParent = 1) are not supported yet by this implementation; the parent chain cannot be opened');
     }
     const geometry = computeGeometry({ virtualDiskSizeBytes: meta.virtualSizeBytes, blockSizeBytes: meta.blockSizeBytes, logicalSectorSizeBytes: meta.logicalSectorSizeBytes, hasParent: false });
     const batNeeded = geometry.totalBatEntries * 8;

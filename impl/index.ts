@@ -2,7 +2,7 @@
 export { FileDevice, MemoryDevice, RecordingDevice, FaultyDevice, TEAR_UNIT_BYTES, readIntoFrom } from './device';
 export type { BlockDevice, DeviceEvent, FileDeviceOptions, FaultKind, FaultPlan } from './device';
 export { OverlayDevice } from './overlay';
-export { VhdxDisk, DIFFERENCING_UNSUPPORTED_RULE_ID, MAX_REPLAY_LOG_BYTES } from './disk';
+export { VhdxDisk, MAX_REPLAY_LOG_BYTES } from './disk';
 export type { OpenOptions, VhdxCreateOptions, DiskGeometry, BatEntryInfo, LayoutInfo, LogAreaInfo } from './disk';
 export { resolveCreateParams, layoutNewImage, DEFAULT_BLOCK_SIZE_BYTES, DEFAULT_LOG_SIZE_BYTES, DEFAULT_CREATOR, MAX_LOG_SIZE_BYTES } from './create';
 export type { CreateParams, DiskType, NewImageLayout, ResolvedCreateParams } from './create';

@@ -19,6 +19,7 @@ import {
   METADATA_ITEM,
   VhdxError,
   VhdxFormatError,
+  VhdxUnsupportedError,
   ZERO_GUID,
   storeChecksum,
   type Header,
@@ -210,7 +211,7 @@ describe('impl open: refusals are typed, deviations are warnings', () => {
     expect(VhdxDisk.open(dev2, { mode: 'ro' }).warnings).toEqual([]);
   });
 
-  test('HasParent -> refused: differencing is not supported yet', () => {
+  test('HasParent -> refused with VhdxUnsupportedError (a feature, not a rule violation), ro and rw', () => {
     const { dev, layout } = fresh();
     const table = dev.read(layout.metadataOffsetBytes, 64 * 1024);
     const h = METADATA_TABLE_HEADER.decode(table, 0);
@@ -221,9 +222,15 @@ describe('impl open: refusals are typed, deviations are warnings', () => {
       const fp = FILE_PARAMETERS.decode(dev.read(at, 8));
       dev.write(at, FILE_PARAMETERS.encode({ ...fp, Flags: fp.Flags | FileParametersFlag.HasParent }));
     }
-    const err = openError(dev);
-    expect(err).toBeInstanceOf(VhdxFormatError);
-    expect(err.message).toMatch(/differencing.*not supported yet/);
+    for (const mode of ['ro', 'rw'] as const) {
+      const before = dev.snapshot();
+      const err = openError(dev, mode);
+      expect(err).toBeInstanceOf(VhdxUnsupportedError);
+      expect(err).not.toBeInstanceOf(VhdxFormatError);
+      expect((err as VhdxUnsupportedError).feature).toBe('differencing');
+      expect(err.message).toMatch(/differencing.*not supported yet/);
+      expect(Buffer.from(dev.snapshot()).equals(Buffer.from(before))).toBe(true);
+    }
   });
 
   test('a FULLY_PRESENT entry inside the header section is refused for writing, fails reads', () => {

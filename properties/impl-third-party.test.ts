@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { decompressThirdParty, tempDir, THIRD_PARTY_DIR } from './support/third-party';
 import { FileDevice, RecordingDevice, VhdxDisk } from '../impl';
-import { VhdxError, VhdxFormatError, ZERO_GUID } from '../spec-model/format';
+import { VhdxError, VhdxFormatError, VhdxUnsupportedError, ZERO_GUID } from '../spec-model/format';
 
 const MiB = 1 << 20;
 const ZERO = Buffer.alloc(MiB);
@@ -182,8 +182,10 @@ describe('impl reads the third-party images', () => {
       } catch (e) {
         err = e;
       }
-      expect(err).toBeInstanceOf(VhdxFormatError);
+      expect(err).toBeInstanceOf(VhdxUnsupportedError);
       expect(err).toBeInstanceOf(VhdxError);
+      expect(err).not.toBeInstanceOf(VhdxFormatError);
+      expect((err as VhdxUnsupportedError).feature).toBe('differencing');
       expect((err as Error).message).toMatch(/differencing.*not supported yet/);
     }
     expect(sha256File(img)).toBe(before);

@@ -60,6 +60,19 @@ export class VhdxParentNotFoundError extends VhdxError {
   }
 }
 
+/**
+ * The image is valid but uses a feature this implementation does not support (for example a
+ * differencing image, HasParent = 1). Not a rule violation: the file may be perfectly conformant.
+ */
+export class VhdxUnsupportedError extends VhdxError {
+  constructor(
+    readonly feature: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** A broken internal invariant: a bug in this project, never a property of the input. */
 export class VhdxInternalError extends VhdxError {}
 
