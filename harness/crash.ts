@@ -295,15 +295,24 @@ export interface CrashState {
   lastFlushIndex: number;
   /** In-flight event indices applied, in the order they landed. */
   landed: readonly number[];
-  torn: readonly { index: number; units: number }[];
+  torn: readonly { index: number; units: number; holes?: number[] }[];
   /** This state's own image: write to it freely (or use `image.device()` to keep it pristine). */
   image: CowImage;
 }
 
-function applyDeviceEvent(image: CowImage, e: DeviceEvent, tornUnits?: number): void {
+function applyDeviceEvent(image: CowImage, e: DeviceEvent, tear?: { units: number; holes?: number[] }): void {
   switch (e.type) {
     case 'write':
-      image.write(e.offsetBytes, tornUnits === undefined ? e.bytes : e.bytes.subarray(0, tornLengthBytes(e.offsetBytes, e.bytes.length, tornUnits)));
+      if (!tear) image.write(e.offsetBytes, e.bytes);
+      else if (!tear.holes?.length) image.write(e.offsetBytes, e.bytes.subarray(0, tornLengthBytes(e.offsetBytes, e.bytes.length, tear.units)));
+      else {
+        for (let p = 0; p < tear.units; p++) {
+          if (tear.holes.includes(p)) continue;
+          const from = p === 0 ? 0 : tornLengthBytes(e.offsetBytes, e.bytes.length, p);
+          const to = tornLengthBytes(e.offsetBytes, e.bytes.length, p + 1);
+          image.write(e.offsetBytes + from, e.bytes.subarray(from, to));
+        }
+      }
       return;
     case 'setSize':
       image.setSize(e.sizeBytes);
@@ -399,19 +408,22 @@ export class CrashLog {
       if (seen.has(index)) throw new VhdxUsageError(`keep[${k}]`, `keep[${k}] = ${index} is listed twice`);
       seen.add(index);
     });
-    const tears = new Map<number, number>();
-    (choice.tear ?? []).forEach(({ index, units }, k) => {
+    const tears = new Map<number, { units: number; holes?: number[] }>();
+    (choice.tear ?? []).forEach(({ index, units, holes }, k) => {
       const e = this.events[index];
       if (!seen.has(index)) throw new VhdxUsageError(`tear[${k}].index`, `tear[${k}].index = ${index} is not among the kept events`);
       if (e.type !== 'write') throw new VhdxUsageError(`tear[${k}].index`, `tear[${k}].index = ${index} is a ${e.type}, only writes tear`);
       if (tears.has(index)) throw new VhdxUsageError(`tear[${k}].index`, `tear[${k}].index = ${index} is listed twice`);
       const pieces = tearPieces(e.offsetBytes, e.bytes.length);
-      if (!Number.isInteger(units) || units < 1 || units >= pieces) throw new VhdxUsageError(`tear[${k}].units`, `tear[${k}].units must be in [1, ${pieces}) for a write of ${pieces} pieces, got ${units}`);
-      tears.set(index, units);
+      if (!Number.isInteger(units) || units < 1 || units > pieces || (units === pieces && !holes?.length)) throw new VhdxUsageError(`tear[${k}].units`, `tear[${k}].units must be in [1, ${pieces}) for a write of ${pieces} pieces (or ${pieces} with holes), got ${units}`);
+      (holes ?? []).forEach((h, j) => {
+        if (!Number.isInteger(h) || h < 0 || h >= units) throw new VhdxUsageError(`tear[${k}].holes[${j}]`, `tear[${k}].holes[${j}] = ${h} is not a landed piece (0..${units - 1})`);
+      });
+      tears.set(index, holes?.length ? { units, holes: [...holes] } : { units });
     });
     const image = this.flushed.get(flushIndex)!.fork();
     for (const index of keep) applyDeviceEvent(image, this.events[index], tears.get(index));
-    return { cut, lastFlushIndex: flushIndex, landed: [...keep], torn: [...tears].map(([index, units]) => ({ index, units })), image };
+    return { cut, lastFlushIndex: flushIndex, landed: [...keep], torn: [...tears].map(([index, t]) => ({ index, ...t })), image };
   }
 
   /** The crash state a CrashChoice describes (its cut defaults to the end of the log). */

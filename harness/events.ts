@@ -34,12 +34,14 @@ export type CreateParams = DiskParams;
  *   reach the disk, listed in the order they land (so a later-listed one wins where two overlap).
  *   Omitted: all of them in log order (the prefix crash state). `[]`: none.
  * - `tear`: writes among `keep` that land torn. A write is cut at absolute 512-byte file offsets
- *   into pieces (the first and last may be partial); `units` = u in [1, pieces) lands the first u.
+ *   into pieces (the first and last may be partial); `units` = u in [1, pieces) lands the first u,
+ *   except the pieces listed in `holes` (disks persist the sectors of one write in any order, so a
+ *   torn write may miss a piece in its middle).
  */
 export interface CrashChoice {
   cutAfterDeviceEvent?: number;
   keep?: number[];
-  tear?: { index: number; units: number }[];
+  tear?: { index: number; units: number; holes?: number[] }[];
 }
 
 export type DiskEvent =
@@ -152,8 +154,10 @@ function parseCrashChoice(v: Json, where: string): CrashChoice {
   if ('tear' in o)
     choice.tear = asArray(o.tear, `${where}.tear`).map((t, i) => {
       const w = `${where}.tear[${i}]`;
-      const to = asObject(t, w, ['index', 'units']);
-      return { index: asCount(required(to, 'index', w), `${w}.index`), units: asCount(required(to, 'units', w), `${w}.units`) };
+      const to = asObject(t, w, ['index', 'units', 'holes']);
+      const tear: { index: number; units: number; holes?: number[] } = { index: asCount(required(to, 'index', w), `${w}.index`), units: asCount(required(to, 'units', w), `${w}.units`) };
+      if ('holes' in to) tear.holes = asArray(to.holes, `${w}.holes`).map((h, j) => asCount(h, `${w}.holes[${j}]`));
+      return tear;
     });
   return choice;
 }

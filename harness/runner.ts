@@ -6,7 +6,7 @@ import { ByteSource } from '../spec-model/source';
 import { FaultPlan, FaultyDevice, RecordingDevice, VhdxDisk } from '../impl';
 import { CowDevice, CowImage, CrashLog, CrashState, inFlightIndices, tearPieces } from './crash';
 import { CrashChoice, CreateParams, DeviceEvent, DiskEvent } from './events';
-import { HeaderViolation, currentHeaderOf, observeHeaders } from './observe';
+import { HeaderViolation, currentHeaderOf, observeHeaders, observeLogOrdering } from './observe';
 import { PATTERNS, patternBytes } from './patterns';
 import { ContentCheck } from './content-check';
 
@@ -158,6 +158,9 @@ export class ScenarioRunner {
     }
     try {
       this.apply(event, index);
+      if (this.faulty?.fired) {
+        throw new PropertyViolation('FAULT', index, `${event.type}: the injected ${this.options.fault?.kind} at device call ${this.options.fault?.failAtCall} was swallowed: the call returned normally`);
+      }
     } catch (e) {
       if (e instanceof PropertyViolation) throw e;
       if (this.faulty?.fired) return this.afterFault(event, index, e);
@@ -180,7 +183,8 @@ export class ScenarioRunner {
   private endSessionChecks(index: number): void {
     if (!this.device || !this.sessionStart) return;
     if (this.options.headers) {
-      const v: HeaderViolation[] = observeHeaders({ events: this.device.events, start: this.sessionStart.sizeBytes > 0 ? this.sessionStart : undefined, firstGuestEventIndex: this.firstGuestEvent });
+      const session = { events: this.device.events, start: this.sessionStart.sizeBytes > 0 ? this.sessionStart : undefined, firstGuestEventIndex: this.firstGuestEvent };
+      const v: HeaderViolation[] = [...observeHeaders(session), ...observeLogOrdering(session)];
       if (v.length) throw new PropertyViolation('HEADER', index, v.slice(0, 3).map((x) => `${x.rule} at device event ${x.eventIndex}: ${x.message}`).join('; '));
     }
     if (this.options.checkFlushPoints) {
@@ -383,7 +387,20 @@ export class ScenarioRunner {
       const crashed = seg.model.clone();
       crashed.apply({ type: 'crash' });
       const check = new ContentCheck(crashed, this.model.logicalSectorSizeBytes);
-      for (let k = seg.startCut; k < Math.min(seg.endCut, events.length + 1); k++) this.checkCrashState(log.prefixState(k), check, index);
+      for (let k = seg.startCut; k < Math.min(seg.endCut, events.length + 1); k++) {
+        this.checkCrashState(log.prefixState(k), check, index);
+        // The same cut with its last write torn in the middle (at a 512-byte boundary).
+        const last = events[k - 1];
+        const pieces = last?.type === 'write' ? tearPieces(last.offsetBytes, last.bytes.length) : 0;
+        if (pieces > 1 && k - 1 > log.lastFlushIndex(k)) {
+          this.checkCrashState(log.sampleCrashState(k, { keep: log.inFlight(k), tear: [{ index: k - 1, units: Math.floor(pieces / 2) }] }), check, index);
+        }
+        // ... and with one piece missing inside it: the piece that starts its second 4 KiB sector
+        // (a log entry's first data sector), which only the entry checksum can tell from stale bytes.
+        if (pieces > 8 && k - 1 > log.lastFlushIndex(k)) {
+          this.checkCrashState(log.sampleCrashState(k, { keep: log.inFlight(k), tear: [{ index: k - 1, units: pieces, holes: [8] }] }), check, index);
+        }
+      }
     }
   }
 

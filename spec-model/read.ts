@@ -95,14 +95,14 @@ export function selectCurrentHeader(source: ByteSource, tolerateIdentical = fals
   fail('HDR-5', `both headers are valid with the same SequenceNumber ${a.header.SequenceNumber}: no current header`, HEADER_OFFSETS_BYTES[0]);
 }
 
-interface Located {
+export interface Located {
   batOffsetBytes: number;
   batLengthBytes: number;
   metadataOffsetBytes: number;
   metadataLengthBytes: number;
 }
 
-function locateRegions(source: ByteSource): Located {
+export function locateRegions(source: ByteSource): Located {
   for (const at of REGION_TABLE_OFFSETS_BYTES) {
     const table = readPadded(source, at, REGION_TABLE_SIZE_BYTES);
     const h = REGION_TABLE_HEADER.decode(table);
