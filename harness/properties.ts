@@ -135,7 +135,9 @@ export function commandsArb(params: CreateParams, shape: ScenarioShape): fc.Arbi
   if (shape.trims !== false) arbs.push(aligned(params, 3).map((r) => new StepCmd({ type: 'trim', ...r }, 'rw')));
   if (shape.crashes) {
     const crash = seed.map((s) => new StepCmd({ type: 'crash', choiceSeed: s }, 'rw'));
-    arbs.push(crash, crash);
+    // A flushed write before a crash leaves a dirty log behind: the states replay has to handle.
+    const flushedWrite = fc.tuple(region, seed).map(([r, s]) => new BurstCmd([{ ...r, seed: s }]));
+    arbs.push(crash, crash, flushedWrite, flushedWrite);
   }
   if (shape.bursts) {
     const small = aligned(params, 1).map((r) => ({ ...r, lengthBytes: params.logicalSectorSizeBytes }));

@@ -2,6 +2,8 @@ import { VhdxError, VhdxIoError, VhdxStateError } from '../spec-model/format/err
 import { DiskModel, Divergence, UNIT_BYTES } from '../spec-model/disk-model';
 import { inspect } from '../spec-model/inspect';
 import { openOracle } from '../spec-model/read';
+import { planReplay } from '../spec-model/replay';
+import { Header } from '../spec-model/format';
 import { ByteSource } from '../spec-model/source';
 import { FaultPlan, FaultyDevice, RecordingDevice, VhdxDisk } from '../impl';
 import { CowDevice, CowImage, CrashLog, CrashState, inFlightIndices, tearPieces } from './crash';
@@ -346,6 +348,7 @@ export class ScenarioRunner {
     const byUnit = new Map(units.map((unit, i) => [unit, roContent[i]]));
     const d = this.model.check((unit) => byUnit.get(unit)!, { units });
     if (d.length) throw new PropertyViolation('REPLAY', index, `read-only open of a dirty image: ${describeDivergences(d)}`);
+    this.checkDamagedHead(image, h, units, contentOf, index);
     // Read-write replay, crashed at every device event, then reopened: converges to the same content.
     const rwDevice = new RecordingDevice(image.device());
     VhdxDisk.open(rwDevice, { mode: 'rw' }).close();
@@ -405,6 +408,54 @@ export class ScenarioRunner {
   }
 
   private segments: { startCut: number; model: DiskModel }[] = [];
+
+  /**
+   * A dirty image whose newest entry has one flipped byte in its first data sector (structurally
+   * intact: only the entry checksum can tell) must read the same through the driver as through the
+   * oracle, or be refused by both: the damaged entry is not part of any valid sequence (§2.3.1.1).
+   */
+  private checkDamagedHead(image: CowImage, h: Header, units: number[], contentOf: (d: VhdxDisk) => Buffer[], index: number): void {
+    const r = planReplay(image, h);
+    if (!r.ok) return;
+    const head = r.plan.sequence[r.plan.sequence.length - 1];
+    if (!head.descriptors.some((d) => d.kind === 'data')) return;
+    const descSectors = Math.ceil((64 + 32 * head.header.DescriptorCount) / 4096);
+    const logLength = h.LogLength;
+    const at = Number(h.LogOffset) + ((head.logOffsetBytes + descSectors * 4096 + 1000) % logLength);
+    const damaged = image.fork();
+    const byte = damaged.read(at, 1);
+    damaged.write(at, Uint8Array.of(byte[0] ^ 0x5a));
+    const attempt = <T>(f: () => T): T | Error => {
+      try {
+        return f();
+      } catch (e) {
+        if (e instanceof VhdxError) return e;
+        throw e;
+      }
+    };
+    const fromOracle = attempt(() => {
+      const o = openOracle(damaged);
+      const read = unitReader((off, len) => o.read(off, len), this.model.logicalSectorSizeBytes);
+      return units.map((u) => Buffer.from(read(u)));
+    });
+    const fromDriver = attempt(() => {
+      const d = VhdxDisk.open(damaged.device(), { mode: 'ro' });
+      try {
+        return contentOf(d);
+      } finally {
+        d.close();
+      }
+    });
+    this.stats.crashStatesChecked++;
+    if (fromOracle instanceof Error || fromDriver instanceof Error) {
+      if (!(fromOracle instanceof Error && fromDriver instanceof Error)) {
+        throw new PropertyViolation('REPLAY', index, `log entry ${head.header.SequenceNumber} with a damaged data sector (checksum wrong): ${fromOracle instanceof Error ? `the oracle refuses (${fromOracle.message}) but the driver opens it` : `the driver refuses (${(fromDriver as Error).message}) but the oracle opens it`}`);
+      }
+      return;
+    }
+    const bad = fromOracle.findIndex((b, i) => !b.equals(fromDriver[i]));
+    if (bad >= 0) throw new PropertyViolation('REPLAY', index, `log entry ${head.header.SequenceNumber} with a damaged data sector (checksum wrong): the driver and the oracle read unit ${units[bad]} differently`);
+  }
 
   private markGuest(): void {
     if (this.firstGuestEvent === undefined) this.firstGuestEvent = this.device!.events.length;
