@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { Counterexample, writeCounterexample } from './events';
+import { Counterexample, CreateParams, writeCounterexample } from './events';
 import { PropertyDef, ScenarioValue, defaultSeed, propertyOf, runScenario } from './properties';
 import { PropertyViolation, RunStats } from './runner';
 
@@ -23,6 +23,8 @@ export interface CampaignOptions {
   /** Where counterexamples go (default: counterexamples/ in the repo or $VHDX_COUNTEREXAMPLES). */
   counterexampleDir?: string;
   onRun?: (stats: RunStats) => void;
+  /** Pin the disk parameters (benchmarks); by default every run draws its own. */
+  params?: CreateParams;
 }
 
 export function runCampaign(def: PropertyDef, o: CampaignOptions = {}): CampaignResult {
@@ -36,7 +38,7 @@ export function runCampaign(def: PropertyDef, o: CampaignOptions = {}): Campaign
     total.reads += r.stats.reads;
     total.faultsInjected += r.stats.faultsInjected;
     o.onRun?.(total);
-  });
+  }, o.params);
   const out = fc.check(prop, {
     seed,
     numRuns: o.numRuns ?? def.runs,

@@ -135,15 +135,40 @@ export class CowImage implements ByteSource {
     const start = Math.min(Math.max(0, offsetBytes), this.size);
     const end = Math.min(this.size, start + Math.max(0, lengthBytes));
     const out = new Uint8Array(end - start);
+    this.copyOut(start, out);
+    return out;
+  }
+
+  /** Fills `target` from `offsetBytes` (zeros past the end) without allocating; returns the bytes that exist. */
+  readInto(offsetBytes: number, target: Uint8Array): number {
+    const start = Math.min(Math.max(0, offsetBytes), this.size);
+    const have = Math.max(0, Math.min(this.size - start, target.length));
+    this.copyOut(start, target.subarray(0, have));
+    target.fill(0, have);
+    return have;
+  }
+
+  /** Copies [start, start + out.length) into `out`; pages never written read as zeros. */
+  private copyOut(start: number, out: Uint8Array): void {
+    const end = start + out.length;
     for (let pos = start; pos < end; ) {
       const i = Math.floor(pos / PAGE_BYTES);
       const inPage = pos - i * PAGE_BYTES;
       const n = Math.min(PAGE_BYTES - inPage, end - pos);
       const src = this.pageForRead(i);
-      if (src !== undefined && inPage < src.length) out.set(src.subarray(inPage, Math.min(inPage + n, src.length)), pos - start);
+      if (src === undefined) {
+        // A run of pages never written reads as zeros: one fill for the whole run.
+        let runEnd = pos + n;
+        while (runEnd < end && this.pageForRead(Math.floor(runEnd / PAGE_BYTES)) === undefined) runEnd = Math.min(end, runEnd + PAGE_BYTES);
+        out.fill(0, pos - start, runEnd - start);
+        pos = runEnd;
+        continue;
+      }
+      const have = Math.max(0, Math.min(n, src.length - inPage));
+      if (have > 0) out.set(src.subarray(inPage, inPage + have), pos - start);
+      if (have < n) out.fill(0, pos - start + have, pos - start + n);
       pos += n;
     }
-    return out;
   }
 
   /** Writes `bytes` at `offsetBytes`, extending the image if it ends past the end. */
@@ -237,9 +262,7 @@ export class CowDevice {
 
   readInto(offsetBytes: number, target: Uint8Array): void {
     this.require('read', offsetBytes, target.length);
-    const got = this.image.read(offsetBytes, target.length);
-    target.set(got);
-    target.fill(0, got.length);
+    this.image.readInto(offsetBytes, target);
   }
 
   write(offsetBytes: number, bytes: Uint8Array): void {

@@ -202,12 +202,13 @@ export function runScenario(def: PropertyDef, params: CreateParams, cmds: Iterab
 
 export type ScenarioValue = [CreateParams, Iterable<Cmd>, FaultPlan | undefined];
 
-export function scenarioArb(def: PropertyDef): fc.Arbitrary<ScenarioValue> {
-  return paramsArb().chain((p) => fc.tuple(fc.constant(p), commandsArb(p, def.shape), def.faults ? faultArb() : fc.constant(undefined)));
+/** Scenarios of a property; `params` pins the disk parameters (benchmarks), otherwise they vary. */
+export function scenarioArb(def: PropertyDef, params?: CreateParams): fc.Arbitrary<ScenarioValue> {
+  return (params ? fc.constant(params) : paramsArb()).chain((p) => fc.tuple(fc.constant(p), commandsArb(p, def.shape), def.faults ? faultArb() : fc.constant(undefined)));
 }
 
-export function propertyOf(def: PropertyDef, onRun?: (r: ScenarioResult) => void) {
-  return fc.property(scenarioArb(def), ([params, cmds, fault]) => {
+export function propertyOf(def: PropertyDef, onRun?: (r: ScenarioResult) => void, params?: CreateParams) {
+  return fc.property(scenarioArb(def, params), ([params, cmds, fault]) => {
     const r = runScenario(def, params, cmds, fault);
     onRun?.(r);
   });

@@ -2,6 +2,8 @@ import {
   FILE_TYPE_IDENTIFIER,
   HEADER_OFFSETS_BYTES,
   HEADER_SECTION_SIZE_BYTES,
+  REGION_TABLE_OFFSETS_BYTES,
+  REGION_TABLE_SIZE_BYTES,
   HEADER_VERSION,
   HEADER_LOG_VERSION,
   LOG_SECTOR_SIZE_BYTES,
@@ -95,6 +97,8 @@ import { parseRegionTable, type RegionInfo, type RegionTable } from './regions';
 
 /** Offsets beyond this are treated as corrupt (2^52 bytes: far above 64 TiB of payload). */
 const MAX_FILE_OFFSET_BYTES = 2 ** 52;
+
+const STRUCTURES_OF_HEADER_SECTION_BYTES = REGION_TABLE_OFFSETS_BYTES[1] + REGION_TABLE_SIZE_BYTES;
 
 /** Largest log area this implementation reads for replay (bounds memory on hostile input). */
 export const MAX_REPLAY_LOG_BYTES = 256 * MiB;
@@ -280,7 +284,9 @@ export class VhdxDisk {
 
   private static readStructures(io: GuardedDevice, mode: 'rw' | 'ro'): OpenedState {
     const warnings: string[] = [];
-    const section = io.read(0, HEADER_SECTION_SIZE_BYTES);
+    // The identifier, both headers and both region tables: the first 320 KiB (§2.2); the rest of
+    // the 1 MiB header section is reserved and never read.
+    const section = io.read(0, STRUCTURES_OF_HEADER_SECTION_BYTES);
     const fti = FILE_TYPE_IDENTIFIER.decode(section, 0);
     if (fti.Signature !== SIGNATURE.fileTypeIdentifier) {
       throw new VhdxFormatError('FTI-1', `not a VHDX file: the first 8 bytes are ${JSON.stringify(fti.Signature)}, expected "vhdxfile"`, 0);
@@ -322,7 +328,7 @@ export class VhdxDisk {
       view = overlay;
       replay = { plan, result };
     }
-    const afterReplay = replay ? view.read(0, HEADER_SECTION_SIZE_BYTES) : section;
+    const afterReplay = replay ? view.read(0, STRUCTURES_OF_HEADER_SECTION_BYTES) : section;
     const regions = parseRegionTable(afterReplay);
     warnings.push(...regions.warnings);
     const meta = readMetadata(view, regions.metadata);
