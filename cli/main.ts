@@ -7,6 +7,9 @@ import { describeError } from './errors';
 import { VERSION } from './version';
 import { runInfo } from './info';
 import { runSuiteCommand } from './suite';
+import { registerCreate } from './create';
+import { registerConvert } from './convert';
+import { registerReadWrite } from './rw';
 import { readCounterexample } from '../harness/events';
 import { replayCounterexample } from '../harness/replay-counterexample';
 
@@ -65,6 +68,10 @@ program
     for (const l of out.lines) console.log(l);
     process.exitCode = out.reproduced ? 1 : 0;
   });
+
+registerCreate(program);
+registerConvert(program);
+registerReadWrite(program);
 
 function main(argv: string[]): void {
   try {
