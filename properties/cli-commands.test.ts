@@ -1,0 +1,325 @@
+/**
+ * The user-facing commands end to end, run as a user runs them (a separate node process):
+ * `create`, `write`, `read`, `convert` (raw <-> VHDX, a dirty VHDX input, qemu's VHDX output),
+ * checked with `check` and `info --json`; bad arguments and unusable files give one line on
+ * stderr and a non-zero status.
+ *
+ * The CLI is run from JavaScript transpiled (TypeScript's transpileModule, no type check) into a
+ * private temporary folder in beforeAll: no dependence on a possibly stale or concurrently
+ * rebuilt dist/, and about a second instead of a ts-node compile in every spawned process. The
+ * type check is `npm test`'s job.
+ */
+import { spawnSync } from 'child_process';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as ts from 'typescript';
+import { describeWithTools } from './support/tools';
+import { VhdxDisk } from '../impl';
+import { FILE_PARAMETERS, FileParametersFlag, METADATA_ITEM, METADATA_TABLE_ENTRY, METADATA_TABLE_HEADER } from '../spec-model/format';
+
+const ROOT = path.resolve(__dirname, '..');
+const MiB = 1 << 20;
+let buildDir: string;
+let work: string;
+let mainJs: string;
+
+function transpileTree(): string {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'vhdx-conform-cli-build-'));
+  const walk = (rel: string): void => {
+    const abs = path.join(ROOT, rel);
+    if (!fs.existsSync(abs)) return;
+    for (const entry of fs.readdirSync(abs, { withFileTypes: true })) {
+      const r = path.join(rel, entry.name);
+      if (entry.isDirectory()) walk(r);
+      else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts') && !entry.name.endsWith('.d.ts')) {
+        const js = ts.transpileModule(fs.readFileSync(path.join(ROOT, r), 'utf8'), {
+          fileName: r,
+          compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
+        }).outputText;
+        fs.mkdirSync(path.join(out, rel), { recursive: true });
+        fs.writeFileSync(path.join(out, r.replace(/\.ts$/, '.js')), js);
+      } else if (entry.name.endsWith('.json')) {
+        fs.mkdirSync(path.join(out, rel), { recursive: true });
+        fs.copyFileSync(path.join(ROOT, r), path.join(out, r));
+      }
+    }
+  };
+  for (const dir of ['spec-model', 'impl', 'harness', 'cli']) walk(dir);
+  fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(out, 'package.json'));
+  return out;
+}
+
+beforeAll(() => {
+  buildDir = transpileTree();
+  mainJs = path.join(buildDir, 'cli', 'main.js');
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'vhdx-conform-cli-'));
+});
+
+afterAll(() => {
+  for (const d of [buildDir, work]) if (d) fs.rmSync(d, { recursive: true, force: true });
+});
+
+interface Run {
+  status: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+function cli(args: string[], input?: Buffer): Run {
+  const r = spawnSync(process.execPath, [mainJs, ...args], {
+    cwd: work,
+    input,
+    maxBuffer: 256 * MiB,
+    timeout: 120_000,
+    env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') },
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString('utf8') };
+}
+
+/** Runs and expects success; returns stdout. */
+function ok(args: string[], input?: Buffer): Buffer {
+  const r = cli(args, input);
+  if (r.status !== 0) throw new Error(`vhdx-conform ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Expects failure with `status` and exactly one line on stderr, which is returned. */
+function fails(args: string[], status: number, input?: Buffer): string {
+  const r = cli(args, input);
+  expect({ status: r.status, args }).toEqual({ status, args });
+  const lines = r.stderr.split('\n').filter((l) => l.length > 0);
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^vhdx-conform: /);
+  return lines[0];
+}
+
+const at = (name: string): string => path.join(work, name);
+const sha256 = (bytes: Uint8Array): string => crypto.createHash('sha256').update(bytes).digest('hex');
+const sha256File = (p: string): string => sha256(fs.readFileSync(p));
+
+function pattern(seed: number, length: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  let x = (Math.imul(seed + 11, 2654435761) >>> 0) || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x & 0xff || 1;
+  }
+  return out;
+}
+
+function infoJson(image: string): {
+  bat: { payloadStateCounts: number[] };
+  metadata: { fileParameters: { blockSizeBytes: number; leaveBlockAllocated: boolean }; logicalSectorSizeBytes: number; physicalSectorSizeBytes: number; virtualDiskSizeBytes: number };
+  fileTypeIdentifier: { creator: string };
+} {
+  return JSON.parse(ok(['info', image, '--json']).toString('utf8'));
+}
+
+const FULLY_PRESENT = 6;
+
+/**
+ * A raw image of 40 MiB + 3 sectors: chunks 0, 3 and 17 full of data, a few bytes in chunk 9,
+ * one sector at the very end; everything else zero (written as zeros, not holes).
+ */
+function makeRaw(file: string): { bytes: Buffer; blocksWithData: number } {
+  const bytes = Buffer.alloc(40 * MiB + 3 * 512);
+  pattern(1, MiB).copy(bytes, 0);
+  pattern(2, MiB).copy(bytes, 3 * MiB);
+  pattern(3, MiB).copy(bytes, 17 * MiB);
+  bytes.write('not all zero', 9 * MiB + 12345);
+  pattern(4, 512).copy(bytes, bytes.length - 512);
+  fs.writeFileSync(file, bytes);
+  return { bytes, blocksWithData: 5 }; // 1 MiB blocks 0, 3, 9, 17 and the last (partial) block 40
+}
+
+describe('create, write, read', () => {
+  test('create → write (file and stdin, unaligned) → read (stdout and --to) round trip; the image checks clean', () => {
+    const img = at('rw.vhdx');
+    const out = ok(['create', img, '--size', '64M', '--block-size', '1M']).toString('utf8');
+    expect(out).toMatch(/dynamic VHDX, virtual size 64 MiB/);
+    const a = pattern(10, 300_000);
+    fs.writeFileSync(at('a.bin'), a);
+    ok(['write', img, '--at', '1000', '--from', at('a.bin')]);
+    const b = pattern(11, 5 * MiB + 17);
+    ok(['write', img, '--at', '40M', '--from', '-'], b);
+    const c = pattern(12, 512);
+    ok(['write', img, '--at', '0x2000', '--from', '-'], c); // inside `a`, sector-aligned
+
+    const expected = Buffer.alloc(64 * MiB);
+    a.copy(expected, 1000);
+    b.copy(expected, 40 * MiB);
+    c.copy(expected, 0x2000);
+    expect(ok(['read', img, '--at', '1000', '--length', '300000']).equals(expected.subarray(1000, 301_000))).toBe(true);
+    expect(ok(['read', img, '--at', '999', '--length', '1'])).toEqual(Buffer.from([0]));
+    ok(['read', img, '--at', '0', '--length', '64M', '--to', at('whole.raw')]);
+    expect(sha256File(at('whole.raw'))).toBe(sha256(expected));
+    expect(cli(['check', img]).status).toBe(0);
+    // the driver reading the file directly agrees
+    const disk = VhdxDisk.openFile(img, { mode: 'ro' });
+    expect(Buffer.from(disk.read(40 * MiB, 5 * MiB + 512)).equals(expected.subarray(40 * MiB, 45 * MiB + 512))).toBe(true);
+    disk.close();
+  });
+
+  test('create options reach the image: --fixed, --block-size, --sector, --physical-sector, --log-size, --creator', () => {
+    const img = at('opts.vhdx');
+    ok(['create', img, '--size', '8M', '--fixed', '--block-size', '2M', '--sector', '4096', '--physical-sector', '512', '--log-size', '2M', '--creator', 'cli test']);
+    const info = infoJson(img);
+    expect(info.metadata.fileParameters).toMatchObject({ blockSizeBytes: 2 * MiB, leaveBlockAllocated: true });
+    expect(info.metadata.logicalSectorSizeBytes).toBe(4096);
+    expect(info.metadata.physicalSectorSizeBytes).toBe(512);
+    expect(info.metadata.virtualDiskSizeBytes).toBe(8 * MiB);
+    expect(info.fileTypeIdentifier.creator).toBe('cli test');
+    expect(info.bat.payloadStateCounts[FULLY_PRESENT]).toBe(4);
+    const disk = VhdxDisk.openFile(img, { mode: 'ro' });
+    expect(disk.header.logLengthBytes).toBe(2 * MiB);
+    disk.close();
+    expect(cli(['check', img]).status).toBe(0);
+    // a write of 100 bytes into a 4096-byte-sector disk keeps the rest of the sector
+    ok(['write', img, '--at', '4000', '--from', '-'], Buffer.alloc(100, 0xab));
+    const got = ok(['read', img, '--at', '3996', '--length', '108']);
+    expect(got).toEqual(Buffer.concat([Buffer.alloc(4), Buffer.alloc(100, 0xab), Buffer.alloc(4)]));
+  });
+});
+
+describe('convert', () => {
+  test('raw → VHDX → raw gives identical bytes; the VHDX checks clean; zero ranges stay unallocated', () => {
+    const raw = at('in.raw');
+    const { bytes, blocksWithData } = makeRaw(raw);
+    const vhdx = at('conv.vhdx');
+    const r = cli(['convert', raw, vhdx, '--block-size', '1M']);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe(''); // 40 MiB + 3 sectors is a whole number of sectors: no note
+    expect(cli(['check', vhdx]).status).toBe(0);
+    const info = infoJson(vhdx);
+    expect(info.metadata.virtualDiskSizeBytes).toBe(bytes.length);
+    expect(info.bat.payloadStateCounts[FULLY_PRESENT]).toBe(blocksWithData);
+    ok(['convert', vhdx, at('back.raw')]);
+    expect(fs.statSync(at('back.raw')).size).toBe(bytes.length);
+    expect(sha256File(at('back.raw'))).toBe(sha256(bytes));
+    // --to overrides the extension; VHDX → VHDX keeps the block size and allocates the same blocks
+    ok(['convert', vhdx, at('again.img'), '--to', 'vhdx']);
+    expect(infoJson(at('again.img')).bat.payloadStateCounts[FULLY_PRESENT]).toBe(blocksWithData);
+    expect(infoJson(at('again.img')).metadata.fileParameters.blockSizeBytes).toBe(MiB);
+  });
+
+  test('a raw input of a size that is not a whole number of sectors is zero-padded, with a note', () => {
+    const raw = at('odd.bin');
+    const bytes = pattern(5, 1000);
+    fs.writeFileSync(raw, bytes);
+    const r = cli(['convert', raw, at('odd.vhdx')]);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/odd\.bin: 1000 bytes is not a whole number of 512-byte sectors; the virtual disk is 1024 bytes/);
+    expect(ok(['read', at('odd.vhdx'), '--at', '0', '--length', '1024'])).toEqual(Buffer.concat([bytes, Buffer.alloc(24)]));
+  });
+
+  test('a dirty VHDX input is replayed in memory and never modified', () => {
+    const img = at('dirty-src.vhdx');
+    const disk = VhdxDisk.createFile(img, { virtualSizeBytes: 16 * MiB, blockSizeBytes: MiB });
+    const data = pattern(6, 3 * MiB);
+    disk.write(2 * MiB, data);
+    disk.flush(); // the BAT change is in the log; the crash state is a copy taken now
+    const dirty = at('dirty.vhdx');
+    fs.copyFileSync(img, dirty);
+    disk.close();
+    const probe = VhdxDisk.openFile(dirty, { mode: 'ro' });
+    expect(probe.replayed).toBeDefined(); // it really needs replay
+    probe.close();
+    const before = sha256File(dirty);
+    ok(['convert', dirty, at('dirty-out.raw')]);
+    const expected = Buffer.alloc(16 * MiB);
+    data.copy(expected, 2 * MiB);
+    expect(sha256File(at('dirty-out.raw'))).toBe(sha256(expected));
+    expect(sha256File(dirty)).toBe(before);
+    expect(ok(['read', dirty, '--at', '2M', '--length', '4096']).equals(data.subarray(0, 4096))).toBe(true);
+    expect(sha256File(dirty)).toBe(before);
+  });
+});
+
+describeWithTools(['qemu-img'], 'convert and qemu-img', () => {
+  test("qemu-img's VHDX converts back to the same raw bytes; qemu-img reads our VHDX as the raw file", () => {
+    const raw = at('q-in.raw');
+    const { bytes } = makeRaw(raw);
+    const qemuVhdx = at('q.vhdx');
+    const q = spawnSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vhdx', raw, qemuVhdx], { encoding: 'utf8' });
+    expect(q.stderr).toBe('');
+    expect(q.status).toBe(0);
+    ok(['convert', qemuVhdx, at('q-back.raw')]);
+    expect(sha256File(at('q-back.raw'))).toBe(sha256(bytes));
+
+    ok(['convert', raw, at('ours.vhdx')]);
+    const cmp = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', 'vhdx', raw, at('ours.vhdx')], { encoding: 'utf8' });
+    expect(cmp.stdout + cmp.stderr).toMatch(/identical/);
+    expect(cmp.status).toBe(0);
+    const check = spawnSync('qemu-img', ['check', '-f', 'vhdx', at('ours.vhdx')], { encoding: 'utf8' });
+    expect(check.status).toBe(0);
+  });
+});
+
+describe('bad arguments and unusable files: one line, non-zero status', () => {
+  beforeAll(() => {
+    ok(['create', at('small.vhdx'), '--size', '1M', '--block-size', '1M']);
+    fs.writeFileSync(at('plain.raw'), Buffer.alloc(4096, 1));
+  });
+
+  test.each([
+    [['create', 'x.vhdx'], /required option '--size/],
+    [['create', 'x.vhdx', '--size', '10Q'], /invalid --size: not a size: "10Q"/],
+    [['create', 'x.vhdx', '--size', '1000'], /invalid --size: must be a multiple of the logical sector size/],
+    [['create', 'x.vhdx', '--size', '1G', '--block-size', '3M'], /invalid --block-size: must be a power of two/],
+    [['create', 'x.vhdx', '--size', '1G', '--sector', '1024'], /invalid --sector: must be 512 or 4096/],
+    [['create', 'x.vhdx', '--size', '1G', '--log-size', '1500K'], /invalid --log-size: must be a multiple of 1 MiB/],
+    [['create', 'x.vhdx', '--size', '1G', '--bogus'], /unknown option '--bogus'/],
+    [['create', 'x.vhdx', 'y.vhdx', '--size', '1G'], /too many arguments/],
+    [['convert', 'plain.raw'], /missing required argument 'out'/],
+    [['convert', 'plain.raw', 'out.xyz'], /cannot tell the format of out\.xyz/],
+    [['convert', 'plain.raw', 'out.raw', '--fixed'], /invalid --fixed: applies to VHDX output only/],
+    [['convert', 'plain.raw', 'out.vhdx', '--to', 'qcow2'], /invalid --to: must be raw or vhdx/],
+    [['convert', 'plain.raw', 'plain.raw'], /is the input file/],
+    [['read', 'small.vhdx', '--at', '0'], /required option '--length/],
+    [['read', 'small.vhdx', '--at', '1M', '--length', '1'], /invalid --length: range 1048576 \+ 1 bytes ends past the virtual size 1048576/],
+    [['read', 'small.vhdx', '--at', '2M', '--length', '0'], /invalid --at: offset 2097152 is past the virtual size/],
+    [['write', 'small.vhdx', '--at', '1M', '--from', 'plain.raw'], /small\.vhdx: invalid --from: range 1048576 \+ 4096 bytes ends past/],
+  ])('%j', (args, message) => {
+    expect(fails(args as string[], 2)).toMatch(message);
+  });
+
+  test('missing files and non-VHDX files name the file', () => {
+    expect(fails(['read', 'nothere.vhdx', '--at', '0', '--length', '1'], 2)).toBe('vhdx-conform: nothere.vhdx: cannot open: no such file or directory');
+    expect(fails(['write', 'small.vhdx', '--at', '0', '--from', 'nothere.bin'], 2)).toBe('vhdx-conform: nothere.bin: cannot open: no such file or directory');
+    expect(fails(['convert', 'nothere.raw', 'out.vhdx'], 2)).toMatch(/^vhdx-conform: nothere\.raw: cannot open/);
+    expect(fs.existsSync(at('out.vhdx'))).toBe(false);
+    expect(fails(['read', 'plain.raw', '--at', '0', '--length', '1'], 1)).toMatch(/^vhdx-conform: plain\.raw: error FTI-1 /);
+    expect(fails(['convert', 'plain.raw', 'sub/dir/out.vhdx'], 2)).toMatch(/^vhdx-conform: sub\/dir\/out\.vhdx: cannot open: no such file or directory$/);
+    // a write that fails leaves the image as it was
+    const before = sha256File(at('small.vhdx'));
+    fails(['write', 'small.vhdx', '--at', '1M', '--from', '-'], 2, Buffer.alloc(512));
+    expect(sha256File(at('small.vhdx'))).toBe(before);
+  });
+
+  test('a differencing image is refused as unsupported (exit 1), not as a broken rule', () => {
+    const img = at('diff.vhdx');
+    fs.copyFileSync(at('small.vhdx'), img);
+    // set HasParent in the file parameters item
+    const disk = VhdxDisk.openFile(img, { mode: 'ro' });
+    const metaAt = disk.layout.metadataOffsetBytes;
+    disk.close();
+    const bytes = fs.readFileSync(img);
+    const h = METADATA_TABLE_HEADER.decode(bytes, metaAt);
+    for (let i = 0; i < h.EntryCount; i++) {
+      const e = METADATA_TABLE_ENTRY.decode(bytes, metaAt + 32 + 32 * i);
+      if (e.ItemId !== METADATA_ITEM.fileParameters) continue;
+      const fp = FILE_PARAMETERS.decode(bytes, metaAt + e.Offset);
+      FILE_PARAMETERS.encodeInto({ ...fp, Flags: fp.Flags | FileParametersFlag.HasParent }, bytes, metaAt + e.Offset);
+    }
+    fs.writeFileSync(img, bytes);
+    const line = fails(['read', 'diff.vhdx', '--at', '0', '--length', '1'], 1);
+    expect(line).toMatch(/^vhdx-conform: diff\.vhdx: differencing images \(HasParent = 1\) are not supported yet/);
+    expect(line).not.toMatch(/FP-4/);
+  });
+});
