@@ -57,7 +57,8 @@ program
   .option('--seed <n>', 'first seed of every property (default: a fixed seed per property)')
   .option('--shard <i/n>', 'run shard i of n (1-based, as jest): seeds never overlap between shards')
   .option('--report <dir>', 'report folder', 'reports')
-  .action((opts: { budget: string; seed?: string; shard?: string; report: string }) => runSuiteCommand(opts, VERSION));
+  .option('--workers <n>', 'worker threads for the property families (default: one per core)')
+  .action((opts: { budget: string; seed?: string; shard?: string; report: string; workers?: string }) => runSuiteCommand(opts, VERSION));
 
 program
   .command('replay')
@@ -73,9 +74,9 @@ registerCreate(program);
 registerConvert(program);
 registerReadWrite(program);
 
-function main(argv: string[]): void {
+async function main(argv: string[]): Promise<void> {
   try {
-    program.parse(argv);
+    await program.parseAsync(argv);
   } catch (e) {
     const d = describeError(e);
     console.error(`vhdx-conform: ${d.line}`);
@@ -83,4 +84,4 @@ function main(argv: string[]): void {
   }
 }
 
-main(process.argv);
+void main(process.argv);

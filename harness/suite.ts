@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as zlib from 'zlib';
+import { Worker } from 'worker_threads';
 import { VhdxError, VhdxFormatError, VhdxParentNotFoundError } from '../spec-model/format/errors';
 import { digestV1 } from '../spec-model/digest';
 import { inspect } from '../spec-model/inspect';
@@ -12,6 +13,7 @@ import { MiB } from '../spec-model/format';
 import { MemoryDevice, VhdxDisk } from '../impl';
 import { runCampaign, CampaignResult } from './campaign';
 import { PROPERTIES, defaultSeed } from './properties';
+import { CreateParams } from './events';
 import { patternBytes } from './patterns';
 import { THIRD_PARTY_EXPECTATIONS, findThirdPartyDir, provenanceDigests } from './third-party';
 import { JUnitCase, junitXml } from './xml';
@@ -30,6 +32,8 @@ export interface CorpusCheck {
 
 export interface SuiteOptions {
   readonly budgetMs: number;
+  /** Worker threads for the property families (default: one per core). */
+  readonly workers?: number;
   readonly seed?: number;
   readonly shard?: { readonly index: number; readonly count: number };
   readonly reportDir: string;
@@ -129,41 +133,102 @@ function thirdPartyChecks(): CorpusCheck[] {
   }
 }
 
-export function runSuite(o: SuiteOptions): SuiteResult {
+/** Runs one property for `sliceMs`: campaigns with successive seeds of the shard until the time is up or one fails. */
+export function runPropertyFor(
+  id: string,
+  sliceMs: number,
+  o: { seed?: number; shard?: { index: number; count: number }; reportDir: string; params?: CreateParams; onRun?: (crashStates: number, runs: number) => void },
+): CampaignResult {
+  const def = PROPERTIES.find((p) => p.id === id)!;
+  const shard = o.shard ?? { index: 0, count: 1 };
+  const until = Date.now() + sliceMs;
+  // Seeds of one shard never meet another's: base + k * count + index.
+  const base = o.seed ?? defaultSeed(def.id);
+  let round = 0;
+  let merged: CampaignResult | undefined;
+  while (!merged || (Date.now() < until && !merged.failed)) {
+    const seed = base + (round++ * shard.count + shard.index);
+    const before = merged;
+    const r = runCampaign(def, {
+      seed,
+      numRuns: def.runs,
+      timeLimitMs: Math.max(200, until - Date.now()),
+      counterexampleDir: path.join(o.reportDir, 'counterexamples'),
+      params: o.params,
+      onRun: (s) => o.onRun?.((before?.stats.crashStatesChecked ?? 0) + s.crashStatesChecked, (before?.runs ?? 0) + 1),
+    });
+    merged = before ? { ...r, seed: before.seed, runs: before.runs + r.runs, elapsedMs: before.elapsedMs + r.elapsedMs, stats: addStats(before.stats, r.stats) } : r;
+  }
+  return merged;
+}
+
+/** The compiled worker, when running from dist/ (under ts-node or jest the suite runs in one thread). */
+export const WORKER_SCRIPT = path.join(__dirname, 'suite-worker.js');
+
+/**
+ * The property families split over `workers` threads (default: one per core, at most 2 here),
+ * each giving its families equal shares of the time that is left after the corpus.
+ */
+export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   const t0 = Date.now();
   o.onProgress?.({ phase: 'corpus', elapsedMs: 0, crashStates: 0, runs: 0 });
   const corpus = [...recipeChecks(), ...thirdPartyChecks()];
-  const properties: CampaignResult[] = [];
-  const shard = o.shard ?? { index: 0, count: 1 };
-  let crashStates = 0;
-  let runs = 0;
-  for (let i = 0; i < PROPERTIES.length; i++) {
-    const def = PROPERTIES[i];
-    const sliceMs = Math.max(1000, (o.budgetMs - (Date.now() - t0)) / (PROPERTIES.length - i));
-    const until = Date.now() + sliceMs;
-    // Seeds of one shard never meet another's: base + k * count + index.
-    const base = o.seed ?? defaultSeed(def.id);
-    let round = 0;
-    let merged: CampaignResult | undefined;
-    while (Date.now() < until && !(merged?.failed)) {
-      const seed = base + (round++ * shard.count + shard.index);
-      const r = runCampaign(def, {
-        seed,
-        numRuns: def.runs,
-        timeLimitMs: Math.max(200, until - Date.now()),
-        counterexampleDir: path.join(o.reportDir, 'counterexamples'),
-        onRun: (s) => o.onProgress?.({ phase: def.id, elapsedMs: Date.now() - t0, crashStates: crashStates + s.crashStatesChecked, runs: runs + 1 }),
+  const ids = PROPERTIES.map((p) => p.id);
+  const workers = fs.existsSync(WORKER_SCRIPT) ? Math.max(1, Math.min(o.workers ?? os.availableParallelism(), ids.length)) : 1;
+  const groups: string[][] = Array.from({ length: workers }, () => []);
+  ids.forEach((id, i) => groups[i % workers].push(id));
+  const progress = new Map<number, { crashStates: number; runs: number; phase: string }>();
+  const report = (w: number, phase: string, crashStates: number, runs: number) => {
+    progress.set(w, { phase, crashStates, runs });
+    const all = [...progress.values()];
+    o.onProgress?.({ phase: all.map((p) => p.phase).join('+'), elapsedMs: Date.now() - t0, crashStates: all.reduce((n, p) => n + p.crashStates, 0), runs: all.reduce((n, p) => n + p.runs, 0) });
+  };
+  const runGroup = (w: number, group: string[]): Promise<CampaignResult[]> => {
+    const budgetMs = Math.max(0, o.budgetMs - (Date.now() - t0));
+    const job: WorkerJob = { ids: group, budgetMs, seed: o.seed, shard: o.shard, reportDir: o.reportDir };
+    if (workers === 1) return Promise.resolve(runGroupInline(job, (phase, c, r) => report(w, phase, c, r)));
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(WORKER_SCRIPT, { workerData: job });
+      worker.on('message', (m: WorkerMessage) => {
+        if (m.kind === 'progress') report(w, m.phase, m.crashStates, m.runs);
+        else resolve(m.results);
       });
-      crashStates += r.stats.crashStatesChecked;
-      runs += r.runs;
-      merged = merged
-        ? { ...r, seed: merged.seed, runs: merged.runs + r.runs, elapsedMs: merged.elapsedMs + r.elapsedMs, stats: addStats(merged.stats, r.stats) }
-        : r;
-    }
-    properties.push(merged!);
-  }
+      worker.on('error', reject);
+      worker.on('exit', (code) => code !== 0 && reject(new Error(`suite worker ${w} exited with ${code}`)));
+    });
+  };
+  const results = (await Promise.all(groups.map((g, w) => runGroup(w, g)))).flat();
+  const properties = ids.map((id) => results.find((r) => r.id === id)!);
   const ok = corpus.every((c) => c.ok) && properties.every((p) => !p.failed);
   return { corpus, properties, ok, elapsedMs: Date.now() - t0 };
+}
+
+export interface WorkerJob {
+  ids: string[];
+  budgetMs: number;
+  /** Pinned disk parameters (benchmarks). */
+  params?: CreateParams;
+  seed?: number;
+  shard?: { index: number; count: number };
+  reportDir: string;
+}
+
+export type WorkerMessage = { kind: 'progress'; phase: string; crashStates: number; runs: number } | { kind: 'done'; results: CampaignResult[] };
+
+/** Runs a group of properties one after the other, each with an equal share of what is left. */
+export function runGroupInline(job: WorkerJob, onProgress: (phase: string, crashStates: number, runs: number) => void): CampaignResult[] {
+  const t0 = Date.now();
+  const out: CampaignResult[] = [];
+  let doneStates = 0;
+  let doneRuns = 0;
+  job.ids.forEach((id, i) => {
+    const sliceMs = Math.max(1000, (job.budgetMs - (Date.now() - t0)) / (job.ids.length - i));
+    const r = runPropertyFor(id, sliceMs, { seed: job.seed, shard: job.shard, reportDir: job.reportDir, params: job.params, onRun: (c, n) => onProgress(id, doneStates + c, doneRuns + n) });
+    doneStates += r.stats.crashStatesChecked;
+    doneRuns += r.runs;
+    out.push(r);
+  });
+  return out;
 }
 
 function addStats(a: CampaignResult['stats'], b: CampaignResult['stats']): CampaignResult['stats'] {
@@ -181,16 +246,17 @@ export function suiteTable(r: SuiteResult): string {
   lines.push('corpus:');
   for (const c of r.corpus) lines.push(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.source.padEnd(11)} ${c.image.padEnd(34)} ${c.detail}`);
   lines.push('');
-  lines.push('property   runs  steps  crash states  flush points  faults  failures  first seed  time');
+  lines.push('property   runs  steps  crash states  states/s  flush points  faults  failures  first seed  time');
   for (const p of r.properties) {
+    const rate = p.stats.crashStatesChecked ? Math.round(p.stats.crashStatesChecked / (p.elapsedMs / 1000)) : 0;
     lines.push(
-      `${p.id.padEnd(9)} ${String(p.runs).padStart(5)} ${String(p.stats.steps).padStart(6)} ${String(p.stats.crashStatesChecked).padStart(13)} ${String(p.stats.flushPointsChecked).padStart(13)} ${String(p.stats.faultsInjected).padStart(7)} ${String(p.failed ? 1 : 0).padStart(9)}  ${String(p.seed).padStart(10)}  ${(p.elapsedMs / 1000).toFixed(1)} s`,
+      `${p.id.padEnd(9)} ${String(p.runs).padStart(5)} ${String(p.stats.steps).padStart(6)} ${String(p.stats.crashStatesChecked).padStart(13)} ${String(rate).padStart(9)} ${String(p.stats.flushPointsChecked).padStart(13)} ${String(p.stats.faultsInjected).padStart(7)} ${String(p.failed ? 1 : 0).padStart(9)}  ${String(p.seed).padStart(10)}  ${(p.elapsedMs / 1000).toFixed(1)} s`,
     );
     if (p.failed) lines.push(`  ${p.report?.split('\n').slice(0, 3).join('\n  ')}\n  counterexample: ${p.counterexampleFile}`);
   }
   const crash = r.properties.reduce((n, p) => n + p.stats.crashStatesChecked, 0);
   lines.push('');
-  lines.push(`${r.ok ? 'PASS' : 'FAIL'}: ${r.corpus.length} corpus images, ${r.properties.length} properties, ${crash} crash states checked in ${(r.elapsedMs / 1000).toFixed(1)} s (${Math.round(crash / (r.elapsedMs / 1000))} per second)`);
+  lines.push(`${r.ok ? 'PASS' : 'FAIL'}: ${r.corpus.length} corpus images, ${r.properties.length} properties, ${crash} crash states checked in ${(r.elapsedMs / 1000).toFixed(1)} s`);
   return lines.join('\n') + '\n';
 }
 
