@@ -1,17 +1,14 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import * as fs from 'fs';
-import { checkImage } from '../harness/check';
-import { checkJUnit, checkJson, formatFinding, formatVerdict } from '../harness/check-report';
 import { describeError } from './errors';
 import { VERSION } from './version';
-import { runInfo } from './info';
-import { runSuiteCommand } from './suite';
 import { registerCreate } from './create';
 import { registerConvert } from './convert';
 import { registerReadWrite } from './rw';
-import { readCounterexample } from '../harness/events';
-import { replayCounterexample } from '../harness/replay-counterexample';
+
+// The checker, the suite (fast-check, the harness) and the replay tool are loaded by the commands
+// that use them: a `convert` or `read` should not pay for them at start-up.
 
 const program = new Command();
 program
@@ -28,7 +25,9 @@ program
   .option('--junit <file>', 'also write a JUnit XML report: one test case per rule per image')
   .option('--content', 'also read the whole virtual disk through the oracle reader and print its content digest v1')
   .option('-v, --verbose', 'also print informational findings')
-  .action((images: string[], opts: { json?: boolean; junit?: string; content?: boolean; verbose?: boolean }) => {
+  .action(async (images: string[], opts: { json?: boolean; junit?: string; content?: boolean; verbose?: boolean }) => {
+    const { checkImage } = await import('../harness/check');
+    const { checkJUnit, checkJson, formatFinding, formatVerdict } = await import('../harness/check-report');
     const checks = images.map((p) => checkImage(p, { content: opts.content }));
     if (opts.json) process.stdout.write(checkJson(checks, VERSION));
     else {
@@ -48,7 +47,7 @@ program
   .description('print the decoded structures of an image for a person (or --json)')
   .argument('<image>', 'VHDX file')
   .option('--json', 'print JSON')
-  .action((image: string, opts: { json?: boolean }) => runInfo(image, opts));
+  .action(async (image: string, opts: { json?: boolean }) => (await import('./info')).runInfo(image, opts));
 
 program
   .command('suite')
@@ -58,13 +57,15 @@ program
   .option('--shard <i/n>', 'run shard i of n (1-based, as jest): seeds never overlap between shards')
   .option('--report <dir>', 'report folder', 'reports')
   .option('--workers <n>', 'worker threads for the property families (default: one per core)')
-  .action((opts: { budget: string; seed?: string; shard?: string; report: string; workers?: string }) => runSuiteCommand(opts, VERSION));
+  .action(async (opts: { budget: string; seed?: string; shard?: string; report: string; workers?: string }) => (await import('./suite')).runSuiteCommand(opts, VERSION));
 
 program
   .command('replay')
   .description('rerun a saved counterexample against impl and the model; print the first divergence with the structures involved')
   .argument('<file>', 'counterexample JSON (written by a failing property)')
-  .action((file: string) => {
+  .action(async (file: string) => {
+    const { readCounterexample } = await import('../harness/events');
+    const { replayCounterexample } = await import('../harness/replay-counterexample');
     const out = replayCounterexample(readCounterexample(file));
     for (const l of out.lines) console.log(l);
     process.exitCode = out.reproduced ? 1 : 0;
