@@ -101,6 +101,32 @@ export interface ScenarioShape {
   maxCommands: number;
   /** Include log-filling bursts. */
   bursts?: boolean;
+  /**
+   * Sometimes use a wide disk (160 GiB, 1 MiB blocks) with commits that dirty more BAT sectors than
+   * one log holds, so that a single flush must drain the log between entries (§5.5 step 4, LOG-23).
+   */
+  wide?: boolean;
+}
+
+/** 160 GiB with 1 MiB blocks: 512 payload blocks per 4 KiB BAT sector, 320 BAT sectors. */
+const WIDE_PARAMS: CreateParams = { virtualSizeBytes: 160 * 1024 * MiB, blockSizeBytes: MiB, logicalSectorSizeBytes: 512, physicalSectorSizeBytes: 512, fixed: false, logSizeBytes: MiB };
+
+/** One sector written into each of `count` BAT sectors' worth of blocks, then one flush. */
+class WideCommitCmd implements Cmd {
+  constructor(
+    readonly count: number,
+    readonly seed: number,
+  ) {}
+  check(m: Readonly<CmdModel>): boolean {
+    return m.mode === 'rw';
+  }
+  run(_m: CmdModel, r: ScenarioRunner): void {
+    for (let i = 0; i < this.count; i++) r.step({ type: 'write', offsetBytes: i * 512 * MiB + (i % 7) * 512, lengthBytes: 512, seed: this.seed + i });
+    r.step({ type: 'flush' });
+  }
+  toString(): string {
+    return `wideCommit(${this.count})`;
+  }
 }
 
 export function paramsArb(): fc.Arbitrary<CreateParams> {
@@ -139,6 +165,9 @@ export function commandsArb(params: CreateParams, shape: ScenarioShape): fc.Arbi
     const flushedWrite = fc.tuple(region, seed).map(([r, s]) => new BurstCmd([{ ...r, seed: s }]));
     arbs.push(crash, crash, flushedWrite, flushedWrite);
   }
+  if (shape.wide && params.virtualSizeBytes === WIDE_PARAMS.virtualSizeBytes && params.blockSizeBytes === WIDE_PARAMS.blockSizeBytes) {
+    arbs.push(fc.tuple(fc.integer({ min: 200, max: 319 }), seed).map(([n, s]) => new WideCommitCmd(n, s)));
+  }
   if (shape.bursts) {
     const small = aligned(params, 1).map((r) => ({ ...r, lengthBytes: params.logicalSectorSizeBytes }));
     arbs.push(fc.array(fc.tuple(small, seed).map(([r, s]) => ({ ...r, seed: s })), { minLength: 20, maxLength: 80 }).map((w) => new BurstCmd(w)));
@@ -170,7 +199,7 @@ export const PROPERTIES: readonly PropertyDef[] = [
   { id: 'READ', title: 'every read from impl equals the model', shape: { crashes: false, maxCommands: 40, bursts: true }, options: {}, runs: 40 },
   { id: 'ORACLE', title: 'the oracle reader reads what the driver wrote, after every close and reopen', shape: { crashes: true, maxCommands: 25 }, options: { oracle: true }, runs: 25 },
   { id: 'CRC', title: 'every flush point and crash state has valid checksums and no error finding', shape: { crashes: true, maxCommands: 20 }, options: { checkFlushPoints: true }, runs: 20 },
-  { id: 'HEADER', title: 'header alternation over the device events', shape: { crashes: true, maxCommands: 25 }, options: { headers: true }, runs: 30 },
+  { id: 'HEADER', title: 'header alternation and log ordering over the device events', shape: { crashes: true, maxCommands: 25, wide: true }, options: { headers: true }, runs: 30 },
   { id: 'CRASH', title: 'every crash point reopens with every unit in its allowed set', shape: { crashes: true, maxCommands: 20, bursts: true }, options: { enumerateCrashes: true }, runs: 20 },
   { id: 'FAULT', title: 'an I/O error or a full disk at any device call surfaces typed; nothing flushed is lost after reopen', shape: { crashes: false, maxCommands: 25 }, options: {}, runs: 40, faults: true },
   { id: 'REPLAY', title: 'replay is idempotent, survives crashes during itself, and a read-only open of a dirty image changes nothing', shape: { crashes: true, maxCommands: 20 }, options: { replayChecks: true }, runs: 25 },
@@ -204,7 +233,8 @@ export type ScenarioValue = [CreateParams, Iterable<Cmd>, FaultPlan | undefined]
 
 /** Scenarios of a property; `params` pins the disk parameters (benchmarks), otherwise they vary. */
 export function scenarioArb(def: PropertyDef, params?: CreateParams): fc.Arbitrary<ScenarioValue> {
-  return (params ? fc.constant(params) : paramsArb()).chain((p) => fc.tuple(fc.constant(p), commandsArb(p, def.shape), def.faults ? faultArb() : fc.constant(undefined)));
+  const disks = def.shape.wide ? fc.oneof({ weight: 5, arbitrary: paramsArb() }, { weight: 1, arbitrary: fc.constant(WIDE_PARAMS) }) : paramsArb();
+  return (params ? fc.constant(params) : disks).chain((p) => fc.tuple(fc.constant(p), commandsArb(p, def.shape), def.faults ? faultArb() : fc.constant(undefined)));
 }
 
 export function propertyOf(def: PropertyDef, onRun?: (r: ScenarioResult) => void, params?: CreateParams) {
