@@ -185,9 +185,13 @@ export class ScenarioRunner {
   private endSessionChecks(index: number): void {
     if (!this.device || !this.sessionStart) return;
     if (this.options.headers) {
-      const session = { events: this.device.events, start: this.sessionStart.sizeBytes > 0 ? this.sessionStart : undefined, firstGuestEventIndex: this.firstGuestEvent };
+      // A session that created the file is observed from the end of create on: creation writes
+      // every structure directly (notes §5.9); what follows is a writable session like any other.
+      const from = this.minCutAtCreate;
+      const start = from > 0 ? new CrashLog(this.sessionStart, this.device.events.slice(0, from)).prefixState(from).image : this.sessionStart;
+      const session = { events: this.device.events.slice(from), start, firstGuestEventIndex: this.firstGuestEvent === undefined ? undefined : this.firstGuestEvent - from };
       const v: HeaderViolation[] = [...observeHeaders(session), ...observeLogOrdering(session)];
-      if (v.length) throw new PropertyViolation('HEADER', index, v.slice(0, 3).map((x) => `${x.rule} at device event ${x.eventIndex}: ${x.message}`).join('; '));
+      if (v.length) throw new PropertyViolation('HEADER', index, v.slice(0, 3).map((x) => `${x.rule} at device event ${x.eventIndex + from}: ${x.message}`).join('; '));
     }
     if (this.options.checkFlushPoints) {
       const log = new CrashLog(this.sessionStart, this.device.events);
