@@ -111,7 +111,7 @@ export interface ScenarioShape {
 /** 160 GiB with 1 MiB blocks: 512 payload blocks per 4 KiB BAT sector, 320 BAT sectors. */
 const WIDE_PARAMS: CreateParams = { virtualSizeBytes: 160 * 1024 * MiB, blockSizeBytes: MiB, logicalSectorSizeBytes: 512, physicalSectorSizeBytes: 512, fixed: false, logSizeBytes: MiB };
 
-/** One sector written into each of `count` BAT sectors' worth of blocks, then one flush. */
+/** One sector written into each of `count` BAT sectors' worth of blocks, flushed, then all trimmed in one call and flushed. */
 class WideCommitCmd implements Cmd {
   constructor(
     readonly count: number,
@@ -121,7 +121,10 @@ class WideCommitCmd implements Cmd {
     return m.mode === 'rw';
   }
   run(_m: CmdModel, r: ScenarioRunner): void {
+    // The driver commits long runs of writes early, so only a trim dirties all the sectors at once.
     for (let i = 0; i < this.count; i++) r.step({ type: 'write', offsetBytes: i * 512 * MiB + (i % 7) * 512, lengthBytes: 512, seed: this.seed + i });
+    r.step({ type: 'flush' });
+    r.step({ type: 'trim', offsetBytes: 0, lengthBytes: this.count * 512 * MiB });
     r.step({ type: 'flush' });
   }
   toString(): string {
