@@ -3,7 +3,7 @@ import { DiskModel, Divergence, UNIT_BYTES } from '../spec-model/disk-model';
 import { inspect } from '../spec-model/inspect';
 import { openOracle } from '../spec-model/read';
 import { planReplay } from '../spec-model/replay';
-import { Header } from '../spec-model/format';
+import { HEADER_OFFSETS_BYTES, HEADER_SIZE_BYTES, Header, storeChecksum } from '../spec-model/format';
 import { ByteSource } from '../spec-model/source';
 import { FaultPlan, FaultyDevice, RecordingDevice, VhdxDisk } from '../impl';
 import { CowDevice, CowImage, CrashLog, CrashState, inFlightIndices, tearPieces } from './crash';
@@ -98,6 +98,37 @@ export function resolveCrashChoice(events: readonly DeviceEvent[], minCut: numbe
     if (pieces > 1 && next() < 0.3) tear.push({ index: i, units: 1 + Math.floor(next() * (pieces - 1)) });
   }
   return { cutAfterDeviceEvent: cut, keep, tear };
+}
+
+/** Damaged and legal-but-odd header pairs of an image: what a torn header write or another writer leaves. */
+function headerVariants(image: CowImage): { name: string; image: CowImage }[] {
+  const [at1, at2] = HEADER_OFFSETS_BYTES;
+  const h1 = image.read(at1, HEADER_SIZE_BYTES);
+  const h2 = image.read(at2, HEADER_SIZE_BYTES);
+  const damaged = (h: Uint8Array) => {
+    const c = Uint8Array.from(h);
+    c[8] ^= 0x01; // SequenceNumber: the checksum no longer matches
+    return c;
+  };
+  const withSequence = (h: Uint8Array, seq: bigint) => {
+    const c = Uint8Array.from(h);
+    Buffer.from(c.buffer).writeBigUInt64LE(seq, 8);
+    storeChecksum(c, 0, HEADER_SIZE_BYTES);
+    return c;
+  };
+  const seq2 = Buffer.from(h2.buffer, h2.byteOffset, h2.length).readBigUInt64LE(8);
+  const variant = (name: string, writes: [number, Uint8Array][]) => {
+    const v = image.fork();
+    for (const [at, bytes] of writes) v.write(at, bytes);
+    return { name, image: v };
+  };
+  return [
+    variant('header 1 damaged', [[at1, damaged(h1)]]),
+    variant('header 2 damaged', [[at2, damaged(h2)]]),
+    variant('both headers damaged', [[at1, damaged(h1)], [at2, damaged(h2)]]),
+    variant('equal sequence numbers', [[at1, withSequence(h1, seq2)]]),
+    variant('byte-identical headers', [[at1, h2]]),
+  ];
 }
 
 /** Reads 512-byte units through a reader that only takes whole logical sectors (one sector cached). */
@@ -490,7 +521,7 @@ export class ScenarioRunner {
   }
 
   /** ORACLE: the oracle's reading of `image` equals the model on every touched unit. */
-  private compareOracle(image: ByteSource, index: number, where: string): void {
+  private compareOracle(image: CowImage, index: number, where: string): void {
     let oracle;
     try {
       oracle = openOracle(image);
@@ -499,6 +530,50 @@ export class ScenarioRunner {
     }
     const d = new ContentCheck(this.model, this.model.logicalSectorSizeBytes).run((o, l) => oracle.read(o, l));
     if (d.length) throw new PropertyViolation('ORACLE', index, `${where}: ${describeDivergences(d)}`);
+    for (const v of headerVariants(image)) this.compareDriverAndOracle(v.image, index, `${where}, ${v.name}`);
+  }
+
+  /**
+   * Differential: the driver (read-only) and the oracle either both refuse the image or both
+   * choose the same current header (§2.2.2) and read the same bytes on every touched unit. The
+   * oracle tolerates byte-identical headers with equal sequence numbers, as the driver does.
+   */
+  private compareDriverAndOracle(image: CowImage, index: number, where: string): void {
+    const lss = this.model.logicalSectorSizeBytes;
+    const units = this.model.touchedUnits();
+    let oracleError: Error | undefined;
+    let driverError: Error | undefined;
+    let fromOracle: { seq: bigint; read: (u: number) => Uint8Array } | undefined;
+    let driver: VhdxDisk | undefined;
+    try {
+      const o = openOracle(image, { tolerateIdenticalHeaders: true });
+      fromOracle = { seq: o.currentHeader.SequenceNumber, read: unitReader((off, len) => o.read(off, len), lss) };
+    } catch (e) {
+      if (!(e instanceof VhdxError)) throw e;
+      oracleError = e;
+    }
+    try {
+      driver = VhdxDisk.open(image.device(), { mode: 'ro' });
+    } catch (e) {
+      if (!(e instanceof VhdxError)) throw e;
+      driverError = e;
+    }
+    try {
+      if (oracleError || driverError) {
+        if (!(oracleError && driverError)) {
+          throw new PropertyViolation('ORACLE', index, `${where}: ${oracleError ? `the oracle refuses (${oracleError.message}) but the driver opens it` : `the driver refuses (${driverError!.message}) but the oracle opens it`}`);
+        }
+        return;
+      }
+      if (driver!.header.sequenceNumber !== fromOracle!.seq) {
+        throw new PropertyViolation('ORACLE', index, `${where}: the driver uses the header with SequenceNumber ${driver!.header.sequenceNumber}, the oracle ${fromOracle!.seq}`);
+      }
+      const read = unitReader((off, len) => driver!.read(off, len), lss);
+      const bad = units.find((u) => !Buffer.from(read(u)).equals(Buffer.from(fromOracle!.read(u))));
+      if (bad !== undefined) throw new PropertyViolation('ORACLE', index, `${where}: the driver and the oracle read unit ${bad} differently`);
+    } finally {
+      driver?.close();
+    }
   }
 
   /** Closes what is open (end of a scenario); checks the final state. */

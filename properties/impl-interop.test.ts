@@ -17,24 +17,11 @@ import { tempDir } from './support/third-party';
 import { SYSTEM_PYTHON, toolVersion } from '../harness/tools';
 import { FileDevice, VhdxDisk, type BlockDevice } from '../impl';
 import { ZERO_GUID } from '../spec-model/format';
+import { pattern, sha256File } from './support/bytes';
 
 const MiB = 1 << 20;
 const ZERO = Buffer.alloc(MiB);
 
-function pattern(seed: number, length: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  const words = new Uint32Array(out.buffer, out.byteOffset, length >>> 2);
-  let x = (Math.imul(seed + 7, 2654435761) >>> 0) || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    words[i] = x;
-  }
-  return out;
-}
 
 /** Expected virtual disk contents: sparse 1 MiB chunks; sha256 of the raw image by streaming. */
 class Model {
@@ -74,17 +61,6 @@ class Model {
   }
 }
 
-const scratch = Buffer.alloc(MiB);
-function sha256File(p: string): string {
-  const h = crypto.createHash('sha256');
-  const fd = fs.openSync(p, 'r');
-  try {
-    for (let n; (n = fs.readSync(fd, scratch, 0, scratch.length, null)) > 0; ) h.update(scratch.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return h.digest('hex');
-}
 
 const dir = tempDir('impl-interop');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -349,7 +325,7 @@ describeWithTools(['qemu-img', 'qemu-io'], 'impl reads and extends images made b
       expect(ro.virtualSizeBytes).toBe(c.size);
       for (let ch = 0; ch * MiB < c.size; ch++) {
         const len = Math.min(MiB, c.size - ch * MiB);
-        const got = scratch.subarray(0, len);
+        const got = Buffer.alloc(len);
         ro.readInto(ch * MiB, got);
         if (!got.equals(model.chunk(ch))) throw new Error(`${c.name}: chunk ${ch} differs from what qemu wrote`);
       }

@@ -18,23 +18,10 @@ import {
   type VhdxCreateOptions,
 } from '../impl';
 import { PayloadBlockState, VhdxIoError, VhdxStateError, VhdxUsageError, ZERO_GUID } from '../spec-model/format';
+import { pattern } from './support/bytes';
 
 const MiB = 1 << 20;
 
-function pattern(seed: number, length: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  const words = new Uint32Array(out.buffer, out.byteOffset, length >>> 2);
-  let x = (Math.imul(seed + 1, 2654435761) >>> 0) || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    words[i] = x;
-  }
-  return out;
-}
 
 const ZERO_MIB = Buffer.alloc(MiB);
 

@@ -12,6 +12,7 @@ import * as path from 'path';
 import { decompressThirdParty, tempDir, THIRD_PARTY_DIR } from './support/third-party';
 import { FileDevice, RecordingDevice, VhdxDisk } from '../impl';
 import { VhdxError, VhdxFormatError, VhdxUnsupportedError, ZERO_GUID } from '../spec-model/format';
+import { sha256File } from './support/bytes';
 
 const MiB = 1 << 20;
 const ZERO = Buffer.alloc(MiB);
@@ -84,16 +85,6 @@ function provenanceDigests(): Map<string, string> {
   return out;
 }
 
-function sha256File(p: string): string {
-  const h = crypto.createHash('sha256');
-  const fd = fs.openSync(p, 'r');
-  try {
-    for (let n; (n = fs.readSync(fd, scratch, 0, scratch.length, null)) > 0; ) h.update(scratch.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return h.digest('hex');
-}
 
 describe('impl reads the third-party images', () => {
   const dir = tempDir('impl-third-party');
