@@ -32,6 +32,9 @@ import {
   setBatEntry,
   setPayloadEntry,
 } from './support/build-image';
+import { openOracle } from '../spec-model/read';
+import { digestV1 } from '../spec-model/digest';
+import { VhdxError, VhdxParentNotFoundError } from '../spec-model/format/errors';
 
 /*
  * One rule at a time: a valid image broken minimally (checksums fixed where the rule is not about
@@ -260,6 +263,20 @@ describe('inspect: one broken rule at a time', () => {
     if (!c.anyOthers) expectNoOthers(r, c);
     for (const f of r.findings) expect(f.section).toBeDefined();
     c.then?.(r);
+    // A reader that follows the spec (the oracle, with qemu's byte-identical-header tolerance)
+    // opens exactly the images the checker calls readable (a differencing image's absent parent
+    // is not a format error), and reads the whole virtual disk of those with no error finding.
+    let disk: ReturnType<typeof openOracle> | undefined;
+    let opened: boolean;
+    try {
+      disk = openOracle(new MemorySource(c.make()), { tolerateIdenticalHeaders: true });
+      opened = true;
+    } catch (e) {
+      if (!(e instanceof VhdxError)) throw e;
+      opened = e instanceof VhdxParentNotFoundError;
+    }
+    expect({ rule: c.rule, readable: opened }).toEqual({ rule: c.rule, readable: r.readable });
+    if (disk && !r.findings.some((f) => f.severity === 'error')) expect(digestV1(disk)).toMatch(/^v1:[0-9a-f]{64}$/);
   });
 });
 

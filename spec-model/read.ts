@@ -106,7 +106,8 @@ export function locateRegions(source: ByteSource): Located {
   for (const at of REGION_TABLE_OFFSETS_BYTES) {
     const table = readPadded(source, at, REGION_TABLE_SIZE_BYTES);
     const h = REGION_TABLE_HEADER.decode(table);
-    if (h.Signature !== SIGNATURE.regionTable || !verifyChecksum(table, 0, REGION_TABLE_SIZE_BYTES) || h.EntryCount > REGION_TABLE_MAX_ENTRIES) continue;
+    if (h.Signature !== SIGNATURE.regionTable || !verifyChecksum(table, 0, REGION_TABLE_SIZE_BYTES)) continue;
+    if (h.EntryCount > REGION_TABLE_MAX_ENTRIES) fail('RGN-3', `region table EntryCount ${h.EntryCount} exceeds 2047`, at + REGION_TABLE_HEADER.offsetOf('EntryCount'));
     const found: Partial<Located> = {};
     for (let i = 0; i < h.EntryCount; i++) {
       const e = REGION_TABLE_ENTRY.decode(table, REGION_TABLE_HEADER.sizeBytes + i * REGION_TABLE_ENTRY.sizeBytes);
@@ -158,6 +159,9 @@ function readMetadata(source: ByteSource, r: Located): Metadata {
   const fp = FILE_PARAMETERS.decode(need(METADATA_ITEM.fileParameters, 8, 'File Parameters'));
   const virtualSize = VIRTUAL_DISK_SIZE.decode(need(METADATA_ITEM.virtualDiskSize, 8, 'Virtual Disk Size')).VirtualDiskSize;
   const lss = LOGICAL_SECTOR_SIZE.decode(need(METADATA_ITEM.logicalSectorSize, 4, 'Logical Sector Size')).LogicalSectorSize;
+  // The disk is exposed with these too (§2.6.2.3, §2.6.2.5): a file without them is not opened.
+  need(METADATA_ITEM.physicalSectorSize, 4, 'Physical Sector Size');
+  need(METADATA_ITEM.virtualDiskId, 16, 'Virtual Disk ID');
   if (!isPowerOfTwo(fp.BlockSize) || fp.BlockSize < MiB || fp.BlockSize > 256 * MiB) fail('FP-1', `BlockSize ${fp.BlockSize} is not a power of two in 1..256 MiB`);
   if (lss !== 512 && lss !== 4096) fail('LSS-1', `LogicalSectorSize ${lss} is not 512 or 4096`);
   if (virtualSize > 64n * BigInt(MiB) * BigInt(MiB) || virtualSize % BigInt(lss) !== 0n) fail('VDS-1', `VirtualDiskSize ${virtualSize} is not a multiple of ${lss} up to 64 TiB`);
@@ -167,6 +171,7 @@ function readMetadata(source: ByteSource, r: Located): Metadata {
     if (!item) fail('PL-1', 'HasParent is set but there is no parent locator', r.metadataOffsetBytes);
     const decoded = decodeParentLocatorTable(item);
     if (!decoded || decoded.header.LocatorType !== VHDX_PARENT_LOCATOR_TYPE) fail('PL-2', 'the parent locator type is not the VHDX locator type', r.metadataOffsetBytes);
+    if (decoded.entryTableTruncated) fail('PL-5', `KeyValueCount ${decoded.header.KeyValueCount} promises more entries than the parent locator holds`, r.metadataOffsetBytes);
     const pairs = new Map<string, string>();
     for (const e of decoded.entries) {
       if (e.KeyOffset + e.KeyLength > item.length || e.ValueOffset + e.ValueLength > item.length) fail('PL-5', 'a parent locator string lies outside the item', r.metadataOffsetBytes);

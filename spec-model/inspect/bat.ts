@@ -157,8 +157,10 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
   if (regionEntries < total) {
     const dynamicTotal = PB === 0 ? 0 : PB + Math.floor((PB - 1) / CR);
     if (differencing && regionEntries >= dynamicTotal) {
+      ctx.unreadable('the BAT region is too small');
       ctx.add('BAT-3', `the BAT region (${region.lengthBytes} bytes, ${regionEntries} entries) covers every payload entry but not the sector bitmap entry of the last chunk: a differencing BAT needs ${total} entries`, region.entryOffsetBytes);
     } else {
+      ctx.unreadable('the BAT region is too small');
       ctx.add('BAT-1', `the BAT region (${region.lengthBytes} bytes, ${regionEntries} entries) is too small for the ${total} entries this ${diskType} disk needs (at least ${g.minBatRegionLengthBytes} bytes)`, region.entryOffsetBytes);
     }
   }

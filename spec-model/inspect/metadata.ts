@@ -78,6 +78,7 @@ export function inspectMetadata(view: ByteSource, region: RegionEntryInfo, ctx: 
   info.tableValid = true;
   if (h.Reserved !== 0) ctx.add('MD-3', `metadata table Reserved is ${hex(h.Reserved)}, must be 0`, regionAt + METADATA_TABLE_HEADER.offsetOf('Reserved'));
   if (h.EntryCount > METADATA_TABLE_MAX_ENTRIES) {
+    ctx.unreadable('metadata table EntryCount beyond 2047');
     ctx.add('MD-4', `metadata table EntryCount is ${h.EntryCount}, more than 2047; only 2047 entries are read`, regionAt + METADATA_TABLE_HEADER.offsetOf('EntryCount'));
   }
   const reserved2At = h.Reserved2.findIndex((x) => x !== 0);
@@ -233,6 +234,7 @@ export function inspectMetadata(view: ByteSource, region: RegionEntryInfo, ctx: 
       info.virtualDiskSizeBytes = Number(vds);
       if (lssValid && vds % BigInt(info.logicalSectorSizeBytes!) !== 0n) {
         ctx.add('VDS-1', `VirtualDiskSize ${vds} is not a multiple of the logical sector size ${info.logicalSectorSizeBytes}`, at);
+        ctx.unreadable('VirtualDiskSize is not a whole number of logical sectors');
       }
     }
   }

@@ -33,15 +33,18 @@ export function inspectParentLocator(bytes: Uint8Array, item: MetadataItemInfo, 
   info.keyValueCount = h.KeyValueCount;
   info.isVhdxLocatorType = h.LocatorType === VHDX_PARENT_LOCATOR_TYPE;
   if (!info.isVhdxLocatorType) {
+    ctx.unreadable('unknown parent locator type: the parent cannot be located (PL-2)');
     ctx.add('PL-9', `LocatorType ${h.LocatorType} is not the VHDX parent locator type ${VHDX_PARENT_LOCATOR_TYPE}; a reader that does not know it must refuse the file`, base + PARENT_LOCATOR_HEADER.offsetOf('LocatorType'), 'warning');
   }
   if (h.Reserved !== 0) ctx.add('PL-3', `parent locator Reserved is ${hex(h.Reserved)}, must be 0`, base + PARENT_LOCATOR_HEADER.offsetOf('Reserved'));
   if (decoded.entryTableTruncated) {
+    ctx.unreadable('the parent locator cannot be parsed');
     ctx.add('PL-5', `KeyValueCount ${h.KeyValueCount} promises more entries than the ${bytes.length}-byte item holds; ${decoded.entries.length} are read`, base + PARENT_LOCATOR_HEADER.offsetOf('KeyValueCount'));
   }
   const tableEnd = PARENT_LOCATOR_HEADER.sizeBytes + decoded.entries.length * PARENT_LOCATOR_ENTRY.sizeBytes;
   const decodeString = (i: number, what: 'key' | 'value', offset: number, length: number, entryAt: number): string | undefined => {
     if (offset + length > bytes.length || offset < tableEnd) {
+      ctx.unreadable('the parent locator cannot be parsed');
       ctx.add('PL-5', `parent locator entry ${i}: ${what} at ${hex(offset)}+${length} lies ${offset < tableEnd ? 'over the locator header or entry table' : 'past the end of the item'}`, entryAt);
       if (offset + length > bytes.length) return undefined;
     }

@@ -98,6 +98,7 @@ export function inspectRegionTables(view: ByteSource, ctx: InspectContext): Regi
   const base = t.offsetBytes;
 
   if (t.header.EntryCount > REGION_TABLE_MAX_ENTRIES) {
+    ctx.unreadable('region table EntryCount beyond 2047');
     ctx.add('RGN-3', `region table copy ${t.copy} EntryCount is ${t.header.EntryCount}, more than 2047; only the first 2047 entries are read`, base + REGION_TABLE_HEADER.offsetOf('EntryCount'));
   }
   if (t.header.Reserved !== 0) {
