@@ -14,10 +14,13 @@ import { ContentCheck } from './content-check';
 
 /*
  * Runs disk events against the impl driver and the model side by side, and checks the promises
- * of the spec at every step: reads equal the model (READ); the oracle reads what the driver reads
- * (ORACLE); every image the driver leaves at a flush point or a crash has no error finding (CRC);
- * header alternation over the device events (HEADER); every crash state reopens with each unit
- * in its allowed set (CRASH). A broken promise throws `PropertyViolation`.
+ * of the spec at every step: reads equal the model (READ); the oracle reads what the model
+ * expects, and agrees with the driver on damaged header pairs (ORACLE); every image the driver
+ * leaves at a flush point or a crash has no error finding (CRC); header alternation and log
+ * ordering over the device events (HEADER); every crash point of every session reopens with each
+ * unit in its allowed set (CRASH); dirty states open read-only unchanged and converge through
+ * crashed replays (REPLAY); injected device faults surface typed and lose nothing flushed
+ * (FAULT). A broken promise throws `PropertyViolation`.
  */
 export type PropertyId = 'READ' | 'ORACLE' | 'CRC' | 'HEADER' | 'CRASH' | 'REPLAY' | 'FAULT';
 
