@@ -42,20 +42,8 @@ export class FileSource implements ByteSource {
   }
   read(offsetBytes: number, lengthBytes: number): Uint8Array {
     const start = Math.min(Math.max(0, offsetBytes), this.sizeBytes);
-    const length = Math.min(this.sizeBytes - start, Math.max(0, lengthBytes));
-    const out = Buffer.allocUnsafe(length);
-    let done = 0;
-    try {
-      while (done < length) {
-        const n = fs.readSync(this.fd, out, done, length - done, start + done);
-        if (n === 0) break;
-        done += n;
-      }
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      throw Object.assign(new VhdxIoError('read', `${this.name}: read of ${length} bytes at ${start} failed: ${err.code ?? err.message}`, start, err.code), { file: this.name });
-    }
-    return new Uint8Array(out.buffer, out.byteOffset, done);
+    const out = new Uint8Array(Math.min(this.sizeBytes - start, Math.max(0, lengthBytes)));
+    return out.subarray(0, this.readInto(start, out));
   }
   /** Reads into the caller's buffer (no allocation); returns the bytes read, short at the end. */
   readInto(offsetBytes: number, target: Uint8Array): number {
