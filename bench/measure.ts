@@ -8,6 +8,8 @@ import { spawnSync } from 'child_process';
 export interface Measurement {
   readonly wallSeconds: number;
   readonly maxRssBytes: number;
+  /** User plus system CPU time of the child. */
+  readonly cpuSeconds: number;
   readonly status: number;
   readonly stdout: string;
   readonly stderr: string;
@@ -18,15 +20,15 @@ import resource, subprocess, sys, time, json
 t = time.perf_counter()
 p = subprocess.run(sys.argv[1:], capture_output=True)
 wall = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-sys.stdout.write(json.dumps({"wall": wall, "rss": rss, "status": p.returncode, "out": p.stdout.decode("utf8", "replace")[-20000:], "err": p.stderr.decode("utf8", "replace")[-4000:]}))
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+sys.stdout.write(json.dumps({"wall": wall, "rss": u.ru_maxrss * 1024, "cpu": u.ru_utime + u.ru_stime, "status": p.returncode, "out": p.stdout.decode("utf8", "replace")[-20000:], "err": p.stderr.decode("utf8", "replace")[-4000:]}))
 `;
 
 export function measure(cmd: string, args: string[], options: { input?: string } = {}): Measurement {
   const r = spawnSync('/usr/bin/python3', ['-c', WRAPPER, cmd, ...args], { encoding: 'utf8', maxBuffer: 64 << 20, input: options.input });
   if (r.status !== 0) throw new Error(`measuring ${cmd} failed: ${r.stderr}`);
-  const j = JSON.parse(r.stdout) as { wall: number; rss: number; status: number; out: string; err: string };
-  return { wallSeconds: j.wall, maxRssBytes: j.rss, status: j.status, stdout: j.out, stderr: j.err };
+  const j = JSON.parse(r.stdout) as { wall: number; rss: number; cpu: number; status: number; out: string; err: string };
+  return { wallSeconds: j.wall, maxRssBytes: j.rss, cpuSeconds: j.cpu, status: j.status, stdout: j.out, stderr: j.err };
 }
 
 export function median(values: number[]): number {

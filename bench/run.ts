@@ -9,18 +9,21 @@ import { benchWrites } from './writes';
  */
 const runs = Number(process.env.BENCH_RUNS ?? 5);
 type Result = { name: string; ok: boolean; lines: string[] };
-const benches: (() => Result | Promise<Result>)[] = [
-  () => benchCheck(runs),
-  () => benchConvert(runs, false),
-  () => benchConvert(runs, true),
-  () => benchWrites(runs),
-  () => benchCrashRate(),
+const benches: { id: string; run: () => Result | Promise<Result> }[] = [
+  { id: 'check', run: () => benchCheck(runs) },
+  { id: 'convert-dense', run: () => benchConvert(runs, false) },
+  { id: 'convert-sparse', run: () => benchConvert(runs, true) },
+  { id: 'writes', run: () => benchWrites(runs) },
+  { id: 'crash-rate', run: () => benchCrashRate() },
 ];
+// BENCH_ONLY=convert-dense,writes runs a subset (ids above; a prefix such as `convert` matches both)
+const only = process.env.BENCH_ONLY?.split(',').filter(Boolean);
 
 async function main(): Promise<void> {
   let failed = 0;
   for (const b of benches) {
-    const r = await b();
+    if (only && !only.some((o) => b.id.startsWith(o))) continue;
+    const r = await b.run();
     console.log(`${r.ok ? 'PASS' : 'MISS'} ${r.name}`);
     for (const l of r.lines) console.log(`     ${l}`);
     if (!r.ok) failed++;
