@@ -16,9 +16,9 @@ export interface ActiveSequence {
  *
  * Every 4 KiB position is a possible entry start. A valid entry's successor is the valid entry
  * right after it (circularly: an entry may wrap at the end of the log and continue at 0) whose
- * SequenceNumber is one larger; a writer that does not wrap entries but skips to offset 0 when an
- * entry does not fit is supported too: when the entry after a run's end is not its successor, the
- * entry at offset 0 is tried. Following successors from any entry leads to the head of its run.
+ * SequenceNumber is one larger, and nothing else: the spec's run only ever reads on at its end
+ * (notes §5.6 step 3), so a writer that jumps to offset 0 instead of wrapping an entry starts a
+ * new run there. Following successors from any entry leads to the head of its run.
  * A run is a valid sequence when its head's Tail is the start of an entry of the run at or before
  * the head. The active sequence is the valid sequence with the largest head SequenceNumber; it is
  * replayed from the head's Tail entry to the head.
@@ -38,15 +38,8 @@ export function findActiveSequence(log: Uint8Array, logGuid: string): ActiveSequ
     return e ?? undefined;
   };
   const successor = (e: ParsedEntry): ParsedEntry | undefined => {
-    const nextPos = (e.positionBytes + e.lengthBytes) % L;
-    const want = e.sequenceNumber + 1n;
-    const a = entryAt(nextPos);
-    if (a && a.sequenceNumber === want) return a;
-    if (nextPos !== 0) {
-      const b = entryAt(0);
-      if (b && b.sequenceNumber === want) return b; // writer skipped the rest of the log
-    }
-    return undefined;
+    const next = entryAt((e.positionBytes + e.lengthBytes) % L);
+    return next && next.sequenceNumber === e.sequenceNumber + 1n ? next : undefined;
   };
   // Chain heads, memoised: head[pos] = position of the last entry reachable from pos.
   const headOf = new Map<number, number>();

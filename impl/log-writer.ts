@@ -24,8 +24,7 @@ export function emptyLogStats(): LogStats {
 /**
  * One log area used as the circular buffer of §2.3 for one LogGuid ("period"): an entry that
  * reaches the end of the area is written up to the end and continues at offset 0 (like qemu and
- * DiscUtils). (Our replayer also reads logs whose writer skipped to offset 0 instead.) Tracks the entries that are
- * not yet settled (applied in place and flushed afterwards), whose space must not be reused
+ * DiscUtils). Tracks the entries that are not yet settled (applied in place and flushed afterwards), whose space must not be reused
  * (LOG-23), and hands out positions, Tail values and sequence numbers (§5.5 steps 3-5).
  */
 export class LogRing {
