@@ -1,4 +1,121 @@
+import fc from 'fast-check';
 import { PROPERTIES } from '../harness/properties';
+import { encodeHeader, selectHeader, type HeaderInfo } from '../impl/headers';
+import { HEADER, HEADER_OFFSETS_BYTES, HEADER_SIZE_BYTES, VhdxFormatError, storeChecksum } from '../spec-model/format';
+import { selectCurrentHeader } from '../spec-model/read';
+import { MemorySource } from '../spec-model/source';
+import { checkProperty } from './support/check-property';
 import { propertyTest } from './support/property';
 
 propertyTest(PROPERTIES.find((p) => p.id === 'HEADER')!);
+
+/*
+ * HEADER on header pairs no crash of ours leaves behind: each slot valid, torn (512-byte sectors of
+ * another header), with a damaged checksum, a wrong signature under a correct checksum, or zeros;
+ * sequence numbers equal, adjacent, or at the top of the u64 range; byte-identical pairs. The
+ * driver's choice of the current header (impl/headers.ts) must be the spec model's (§2.2.2,
+ * notes §5.2, with byte-identical equal-sequence pairs tolerated as both do), and the header it
+ * returns must carry exactly the fields of the bytes in that slot; the driver's warning names the
+ * rule the situation touches.
+ */
+type SlotDamage = 'none' | 'torn' | 'checksum' | 'signature' | 'zeros';
+const guidArb = fc.uuid({ version: 4 });
+const headerArb: fc.Arbitrary<HeaderInfo> = fc.record({
+  sequenceNumber: fc.oneof(fc.bigInt(0n, 5n), fc.bigInt((1n << 64n) - 3n, (1n << 64n) - 1n), fc.bigInt(0n, (1n << 64n) - 1n)),
+  fileWriteGuid: guidArb,
+  dataWriteGuid: guidArb,
+  logGuid: fc.oneof(fc.constant('00000000-0000-0000-0000-000000000000'), guidArb),
+  logVersion: fc.constantFrom(0, 1),
+  version: fc.constantFrom(1, 2),
+  logLengthBytes: fc.constantFrom(1 << 20, 4 << 20, 0),
+  logOffsetBytes: fc.constantFrom(1 << 20, 2 << 20, 0),
+});
+const pairArb = fc.record({
+  headers: fc.tuple(headerArb, headerArb),
+  identical: fc.constantFrom(false, false, false, true),
+  damage: fc.tuple(...[0, 1].map(() => fc.constantFrom<SlotDamage>('none', 'none', 'none', 'torn', 'checksum', 'signature', 'zeros'))),
+  tornSectors: fc.tuple(fc.nat(7), fc.nat(7)),
+  seqBump: fc.constantFrom(0n, 1n), // the second header one above the first: the common alternation
+});
+
+type Pair = typeof pairArb extends fc.Arbitrary<infer T> ? T : never;
+
+function buildSection(p: Pair): Uint8Array {
+  const section = new Uint8Array(HEADER_OFFSETS_BYTES[1] + HEADER_SIZE_BYTES + 4096);
+  const [h1, h2raw] = p.headers;
+  const h2 = p.identical ? h1 : { ...h2raw, sequenceNumber: p.seqBump === 1n ? (h1.sequenceNumber + 1n) & ((1n << 64n) - 1n) : h2raw.sequenceNumber };
+  const images = [encodeHeader(h1), encodeHeader(h2)];
+  images.forEach((img, k) => {
+    const at = HEADER_OFFSETS_BYTES[k];
+    section.set(img, at);
+    const damage = p.damage[k];
+    if (damage === 'torn') {
+      // the first n 512-byte sectors of a newer header reached the slot, the rest is the old one
+      const newer = encodeHeader({ ...(k === 0 ? h2 : h1), sequenceNumber: (k === 0 ? h2 : h1).sequenceNumber ^ 1n });
+      section.set(newer.subarray(0, 512 * (1 + p.tornSectors[k])), at);
+    } else if (damage === 'checksum') section[at + 4] ^= 0x01;
+    else if (damage === 'signature') {
+      section[at] = 'H'.charCodeAt(0); // 'Head' instead of 'head', checksum recomputed
+      storeChecksum(section, at, HEADER_SIZE_BYTES);
+    } else if (damage === 'zeros') section.fill(0, at, at + HEADER_SIZE_BYTES);
+  });
+  return section;
+}
+
+test('HEADER: on arbitrary header pairs the driver picks the header the spec model picks, and reads it exactly', () => {
+  checkProperty(
+    'HEADER-arbitrary-pairs',
+    pairArb,
+    (p) => {
+      const section = buildSection(p);
+      let model: { index: 0 | 1 } | { refused: string };
+      try {
+        model = selectCurrentHeader(new MemorySource(section), true);
+      } catch (e) {
+        if (!(e instanceof VhdxFormatError)) throw e;
+        model = { refused: e.ruleId };
+      }
+      let ours: ReturnType<typeof selectHeader> | { refused: string };
+      try {
+        ours = selectHeader(section);
+      } catch (e) {
+        if (!(e instanceof VhdxFormatError)) throw e;
+        ours = { refused: e.ruleId };
+      }
+      if ('refused' in model || 'refused' in ours) {
+        expect('refused' in ours ? ours.refused : `slot ${ours.slot}`).toBe('refused' in model ? model.refused : `slot ${model.index}`);
+        return;
+      }
+      expect(ours.slot).toBe(model.index);
+      const at = HEADER_OFFSETS_BYTES[ours.slot];
+      const h = HEADER.decode(section, at);
+      expect(ours.current).toEqual({
+        sequenceNumber: h.SequenceNumber,
+        fileWriteGuid: h.FileWriteGuid,
+        dataWriteGuid: h.DataWriteGuid,
+        logGuid: h.LogGuid,
+        logVersion: h.LogVersion,
+        version: h.Version,
+        logLengthBytes: h.LogLength,
+        logOffsetBytes: Number(h.LogOffset),
+      });
+      // The warning names the rule: HDR-22 when only one header is valid, HDR-5 for a tolerated identical pair.
+      const other = HEADER_OFFSETS_BYTES[1 - ours.slot];
+      const otherUsable = (() => {
+        try {
+          const s = new Uint8Array(section);
+          s.fill(0, at, at + HEADER_SIZE_BYTES);
+          selectCurrentHeader(new MemorySource(s));
+          return true;
+        } catch {
+          return false;
+        }
+      })();
+      const identical = Buffer.compare(Buffer.from(section.subarray(at, at + HEADER_SIZE_BYTES)), Buffer.from(section.subarray(other, other + HEADER_SIZE_BYTES))) === 0;
+      const expected = !otherUsable ? ['HDR-22'] : identical ? ['HDR-5'] : [];
+      expect(ours.warnings.map((w) => w.split(':')[0])).toEqual(expected);
+      expect(ours.valid).toEqual(HEADER_OFFSETS_BYTES.map((o) => o === at || otherUsable));
+    },
+    400,
+  );
+});
