@@ -1,15 +1,17 @@
 /**
  * impl's own log replayer (impl/log-replay.ts) on hand-made logs: active-sequence selection
- * (§2.3.2 / notes §5.6), entries wrapped at the end of the log, the "skip to offset 0" layout,
- * torn heads, foreign LogGuids, tails outside the run, data and zero descriptors applied in order,
- * file extension to LastFileOffset, the read-only overlay, and a real image whose log a writer
- * laid out by skipping to offset 0 (impl itself always wraps).
+ * (§2.3.2 / notes §5.6), entries wrapped at the end of the log, the "restart at offset 0" layout
+ * (not a run by the spec), torn heads, foreign LogGuids, tails outside the run, data and zero
+ * descriptors applied in order, file extension to LastFileOffset, the read-only overlay, and a real
+ * image whose writer restarted at offset 0 instead of wrapping (impl itself always wraps).
  */
 import { HEADER_OFFSETS_BYTES, LOG_SECTOR_SIZE_BYTES, MiB, ZERO_GUID } from '../spec-model/format';
 import { MemoryDevice, OverlayDevice, VhdxDisk } from '../impl';
 import { encodeHeader } from '../impl/headers';
 import { encodeLogEntry, parseEntryAt, type LogUpdate } from '../impl/log-format';
 import { applySequence, findActiveSequence, planReplay } from '../impl/log-replay';
+import { openOracle } from '../spec-model/read';
+import { MemorySource } from '../spec-model/source';
 
 const S = LOG_SECTOR_SIZE_BYTES;
 const G = '0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f1';
@@ -90,15 +92,17 @@ describe('impl log replay: finding the active sequence', () => {
     expect(findActiveSequence(damaged, G)!.head.sequenceNumber).toBe(1n);
   });
 
-  test('the skip layout (entry restarted at offset 0) is followed too', () => {
+  test('an entry restarted at offset 0 instead of wrapping does not join the run (notes §5.6 step 3)', () => {
     const a = entry(10, L - 3 * S, [data(2 * MiB, 1)]); // at L-3S, 2 sectors, leaves 1 sector
     const b = entry(11, L - 3 * S, [data(2 * MiB, 2), data(3 * MiB, 3)]); // 3 sectors: skipped to 0
     const log = layout([
       { at: L - 3 * S, bytes: a },
       { at: 0, bytes: b },
     ]);
+    // The run at L-3S reads on at L-S (nothing there): entry 10 alone, valid. The run at 0 is entry
+    // 11 alone, whose Tail is outside it: no sequence.
     const seq = findActiveSequence(log, G)!;
-    expect(seq.entries.map((e) => e.positionBytes)).toEqual([L - 3 * S, 0]);
+    expect(seq.entries.map((e) => e.positionBytes)).toEqual([L - 3 * S]);
   });
 
   test('a torn head falls back to the previous head; foreign LogGuids and stale runs are ignored', () => {
@@ -180,10 +184,12 @@ describe('impl log replay: applying', () => {
   });
 });
 
-describe('impl log replay: a hand-made skip-layout log in a real image', () => {
-  // impl always wraps its own entries around the end of the log; other writers may instead leave
-  // the end unused and restart at offset 0. The driver must replay such a log on open.
-  test('ro open shows the replayed content without writing; rw open replays onto the file', () => {
+describe('impl log replay: a real image whose writer restarted at offset 0 instead of wrapping', () => {
+  // impl always wraps its own entries around the end of the log. A writer that leaves the end
+  // unused and restarts at offset 0 writes an entry the spec's scan never joins to the run before
+  // it: only entry 10 is replayed, and the BAT change in entry 11 is lost. The driver must do
+  // exactly that, like the spec model's oracle, in ro and rw mode.
+  test('ro open replays entry 10 only without writing; rw open the same onto the file; the oracle agrees', () => {
     const dev = new MemoryDevice();
     const created = VhdxDisk.create(dev, { virtualSizeBytes: 8 * MiB, blockSizeBytes: MiB, logSizeBytes: MiB });
     const layout = created.layout;
@@ -220,10 +226,13 @@ describe('impl log replay: a hand-made skip-layout log in a real image', () => {
     const slot = h.slot === 0 ? 1 : 0;
     dev.write(HEADER_OFFSETS_BYTES[slot], encodeHeader({ ...h, logGuid: G, sequenceNumber: h.sequenceNumber + 1n }));
     const dirty = dev.snapshot();
-    const expected = Buffer.concat([Buffer.from(sector(0x11)), Buffer.from(sector(0x22)), Buffer.alloc(MiB - 2 * S)]);
+    // Entry 10 writes the block's first sector, but the BAT still says NOT_PRESENT: zeros.
+    const expected = Buffer.alloc(MiB);
+    const oracle = openOracle(new MemorySource(dirty));
+    expect(Buffer.from(oracle.read(0, MiB)).equals(expected)).toBe(true);
 
     const ro = VhdxDisk.open(dev, { mode: 'ro' });
-    expect(ro.replayed).toMatchObject({ entriesApplied: 2, headSequenceNumber: 11n, headPositionBytes: 0 });
+    expect(ro.replayed).toMatchObject({ entriesApplied: 1, headSequenceNumber: 10n, headPositionBytes: logLen - 3 * S });
     expect(Buffer.from(ro.read(0, MiB)).equals(expected)).toBe(true);
     expect(Buffer.from(ro.read(MiB, MiB)).equals(Buffer.alloc(MiB))).toBe(true);
     ro.close();
@@ -231,12 +240,12 @@ describe('impl log replay: a hand-made skip-layout log in a real image', () => {
 
     const rw = VhdxDisk.open(dev, { mode: 'rw' });
     expect(rw.header.logGuid).toBe(ZERO_GUID);
-    expect(rw.replayed?.entriesApplied).toBe(2);
+    expect(rw.replayed?.entriesApplied).toBe(1);
     expect(dev.sizeBytes()).toBe(blockAt + MiB);
     rw.close();
     const after = VhdxDisk.open(dev, { mode: 'ro' });
     expect(after.replayed).toBeUndefined();
-    expect(after.batEntry(0)).toMatchObject({ state: 6, fileOffsetBytes: blockAt });
+    expect(after.batEntry(0)).toMatchObject({ state: 0 });
     expect(Buffer.from(after.read(0, MiB)).equals(expected)).toBe(true);
   });
 });
