@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { MemoryDevice } from '../impl/device';
 import { encodeLogEntry, type LogUpdate } from '../impl/log-format';
 import { applySequence, planReplay as implPlanReplay } from '../impl/log-replay';
-import { HEADER, LOG_SECTOR_SIZE_BYTES, MiB, VhdxFormatError } from '../spec-model/format';
+import { DATA_DESCRIPTOR, DATA_SECTOR, HEADER, LOG_ENTRY_HEADER, LOG_SECTOR_SIZE_BYTES, MiB, VhdxFormatError, ZERO_DESCRIPTOR, storeChecksum } from '../spec-model/format';
 import { planReplay as modelPlanReplay, replayedView } from '../spec-model/replay';
 import { MemorySource } from '../spec-model/source';
 import { checkProperty } from './support/check-property';
@@ -34,7 +34,11 @@ interface EntrySpec {
   flushedMB: number;
   lastMB: number;
   updates: { zero: boolean; targetSector: number; lengthSectors: number; fill: number }[];
+  /** A field set to `value` and the entry's checksum recomputed: validation beyond the CRC (notes §5.6 1-5). */
+  edit?: { field: EditField; value: number; which: number };
 }
+type EditField = (typeof EDIT_FIELDS)[number];
+const EDIT_FIELDS = ['EntryLength', 'Tail', 'SequenceNumber', 'DescriptorCount', 'Reserved', 'descSignature', 'zeroReserved', 'zeroLength', 'descFileOffset', 'descSequence', 'sectorSignature', 'sectorHigh', 'sectorLow', 'signature'] as const;
 interface LogCase {
   logSectors: number;
   fileMB: number;
@@ -53,6 +57,7 @@ const entryArb = fc.record({
   flushedMB: fc.integer({ min: 0, max: 8 }),
   lastMB: fc.integer({ min: 0, max: 9 }),
   updates: fc.array(fc.record({ zero: fc.boolean(), targetSector: fc.nat(2047), lengthSectors: fc.integer({ min: 1, max: 300 }), fill: fc.integer({ min: 1, max: 255 }) }), { maxLength: 3 }),
+  edit: fc.option(fc.record({ field: fc.constantFrom(...EDIT_FIELDS), value: fc.oneof(fc.nat(8), fc.constantFrom(4095, 4096, 8192, 0x7fffffff, 0xffffffff)), which: fc.nat(3) }), { freq: 3, nil: undefined }),
 });
 const logCaseArb: fc.Arbitrary<LogCase> = fc.record({
   logSectors: fc.integer({ min: 8, max: 48 }),
@@ -87,6 +92,7 @@ function buildFile(c: LogCase): Uint8Array {
       return { kind: 'data', fileOffsetBytes, image: new Uint8Array(S).fill(u.fill) };
     });
     const bytes = encodeLogEntry({ sequenceNumber: seq, logGuid: GUIDS[e.otherGuid ? 1 : 0], tailBytes: tail, flushedFileOffsetBytes: e.flushedMB * MiB, lastFileOffsetBytes: e.lastMB * MiB, updates });
+    if (e.edit) editEntry(bytes, e.edit);
     if (bytes.length > L) continue; // does not fit this log at all
     for (let i = 0; i < bytes.length; i++) log[(pos + i) % L] = bytes[i];
     pos = (pos + bytes.length) % L;
@@ -94,6 +100,38 @@ function buildFile(c: LogCase): Uint8Array {
   }
   for (const d of c.damage) log[d.atByte % L] = d.value;
   return file;
+}
+
+/** Sets one field of an encoded entry (descriptor / data sector `which`, when there is one) and re-checksums it. */
+function editEntry(bytes: Uint8Array, edit: NonNullable<EntrySpec['edit']>): void {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const descriptorCount = dv.getUint32(LOG_ENTRY_HEADER.offsetOf('DescriptorCount'), true);
+  const d = descriptorCount > 0 ? 64 + 32 * (edit.which % descriptorCount) : -1;
+  const dataSectors = bytes.length / S - Math.ceil((64 + 32 * descriptorCount) / S || 1);
+  const sec = dataSectors > 0 ? bytes.length - S * (1 + (edit.which % dataSectors)) : -1;
+  const isZero = d >= 0 && String.fromCharCode(...bytes.subarray(d, d + 4)) === 'zero';
+  const at: Record<EditField, number> = {
+    EntryLength: LOG_ENTRY_HEADER.offsetOf('EntryLength'),
+    Tail: LOG_ENTRY_HEADER.offsetOf('Tail'),
+    SequenceNumber: LOG_ENTRY_HEADER.offsetOf('SequenceNumber'),
+    DescriptorCount: LOG_ENTRY_HEADER.offsetOf('DescriptorCount'),
+    Reserved: LOG_ENTRY_HEADER.offsetOf('Reserved'),
+    signature: 0,
+    descSignature: d,
+    zeroReserved: isZero ? d + ZERO_DESCRIPTOR.offsetOf('Reserved') : -1,
+    zeroLength: isZero ? d + ZERO_DESCRIPTOR.offsetOf('ZeroLength') : -1,
+    descFileOffset: d >= 0 ? d + (isZero ? ZERO_DESCRIPTOR : DATA_DESCRIPTOR).offsetOf('FileOffset') : -1,
+    descSequence: d >= 0 ? d + (isZero ? ZERO_DESCRIPTOR : DATA_DESCRIPTOR).offsetOf('SequenceNumber') : -1,
+    sectorSignature: sec,
+    sectorHigh: sec >= 0 ? sec + DATA_SECTOR.offsetOf('SequenceHigh') : -1,
+    sectorLow: sec >= 0 ? sec + DATA_SECTOR.offsetOf('SequenceLow') : -1,
+  };
+  const where = at[edit.field];
+  if (where < 0) return;
+  // u64 fields get the value in their low word and zero in the high word; signatures get a number's bytes
+  dv.setUint32(where, edit.value >>> 0, true);
+  if (['SequenceNumber', 'zeroLength', 'descFileOffset', 'descSequence'].includes(edit.field)) dv.setUint32(where + 4, 0, true);
+  storeChecksum(bytes, 0, bytes.length, LOG_ENTRY_HEADER.offsetOf('Checksum'));
 }
 
 type Outcome = { refused: string } | { entries: bigint[]; bytes: Buffer };
