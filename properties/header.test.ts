@@ -80,6 +80,8 @@ test('HEADER: on arbitrary header pairs the driver picks the header the spec mod
         ours = selectHeader(section);
       } catch (e) {
         if (!(e instanceof VhdxFormatError)) throw e;
+        expect(e.message).toMatch(/header/); // a refusal says what is wrong, not just a rule id
+        expect(e.offsetBytes).toBe(HEADER_OFFSETS_BYTES[0]);
         ours = { refused: e.ruleId };
       }
       if ('refused' in model || 'refused' in ours) {
