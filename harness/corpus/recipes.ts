@@ -165,8 +165,11 @@ function runEvents(recipe: Recipe): RecipeOutput {
   let disk: VhdxDisk | undefined;
   let sessions = 0;
   const model = new DiskModel(PATTERNS);
+  // The crash interrupts the last event: the device events before it all happened, so the cut must not be earlier.
+  let minCut = 0;
   events.forEach((e, i) => {
     const where = `${recipe.id}.events[${i}]`;
+    if (i === events.length - 1) minCut = recorded.length;
     switch (e.type) {
       case 'create':
       case 'open': {
@@ -174,6 +177,7 @@ function runEvents(recipe: Recipe): RecipeOutput {
         sessionStart = e.type === 'create' ? new Uint8Array(0) : deviceBytes(dev);
         if (e.type === 'create') dev = new MemoryDevice();
         recorded = [];
+        if (i === events.length - 1) minCut = 0;
         const rec = new RecordingDevice(dev, recorded);
         // Each session gets its own deterministic GUIDs (a reused source would repeat them).
         const guidSource = seededGuidSource(guidSeed + 1000 * sessions++);
@@ -198,13 +202,16 @@ function runEvents(recipe: Recipe): RecipeOutput {
       case 'crash':
         fail(where, 'put the crash in the recipe\'s "crash" field (one crash, after the last event)');
     }
-    model.apply(e);
+    // A flush the crash interrupts did not complete: the model must not promise its durability.
+    if (!(recipe.crash && i === events.length - 1 && e.type === 'flush')) model.apply(e);
   });
   if (!recipe.crash) {
     if (disk) fail(recipe.id, 'the events leave the disk open: end with close, or give a crash');
     return { bytes: deviceBytes(dev), model };
   }
   if (!disk) fail(`${recipe.id}.crash`, 'the disk is closed: a crash needs an open session');
+  const cut = recipe.crash.cutAfterDeviceEvent ?? recorded.length;
+  if (cut < minCut) fail(`${recipe.id}.crash.cutAfterDeviceEvent`, `the crash interrupts the last event, whose device events start at ${minCut}; got ${cut}`);
   model.apply({ type: 'crash' });
   const state = new CrashLog(sessionStart, recorded).crashState(recipe.crash);
   const out = new Uint8Array(state.image.sizeBytes);
