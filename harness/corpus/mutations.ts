@@ -1,5 +1,6 @@
 import {
   HEADER_OFFSETS_BYTES,
+  LOG_ENTRY_HEADER,
   METADATA_TABLE_HEADER,
   MetadataEntryFlag,
   MiB,
@@ -155,6 +156,8 @@ export const MUTATIONS: Readonly<Record<string, Mutation>> = {
   'region2-extra-entry': bytesOnly((b) => addRegion(b, FREE_AREA_OFFSET, 0, 0, GUIDS.unknownRegion, 1, [1])),
   'region2-checksum': bytesOnly((b) => { b[REGION_TABLE_OFFSETS_BYTES[1] + 100] ^= 1; }),
   'region-far-outside': bytesOnly((b) => addRegion(b, 2 ** 50, 1024 * MiB, 0)),
+  'bat-region-far-outside': bytesOnly((b) => editRegionTables(b, (t) => { t.entries[0].FileOffset = 2n ** 40n; }), true),
+  'bat-region-huge-length': bytesOnly((b) => editRegionTables(b, (t) => { t.entries[0].Length = 0xfff00000; })),
 
   // --- metadata table
   'metadata-region-empty': bytesOnly((b) => editRegionTables(b, (t) => { t.entries[1].Length = 0; })),
@@ -243,6 +246,12 @@ export const MUTATIONS: Readonly<Record<string, Mutation>> = {
   'dirty-last-huge': withLayout((img) => makeDirty(img, [{ fileOffset: img.batOffset }], { lastFileOffset: 2n ** 60n }).bytes),
   /** A descriptor rewriting a sector of the file identifier (with its own bytes): never done through the log (FTI-4, LOG-38). */
   'dirty-targets-identifier': withLayout((img) => makeDirty(img, [{ fileOffset: 4096, old: img.bytes.slice(4096, 8192) }]).bytes),
+  'dirty-descriptor-count-huge': withLayout((img) => {
+    const b = makeDirty(img, [{ fileOffset: img.batOffset }]).bytes;
+    writeU32(b, LOG_OFFSET + LOG_ENTRY_HEADER.offsetOf('DescriptorCount'), 0xffffffff); // 4 G descriptors in an 8 KiB entry
+    storeChecksum(b, LOG_OFFSET, 8192);
+    return b;
+  }),
   'dirty-entry-length-huge': withLayout((img) => {
     const b = makeDirty(img, [{ fileOffset: img.batOffset }]).bytes;
     writeU32(b, LOG_OFFSET + 8, 0xfffff000); // EntryLength far beyond the log (LOG-7)
