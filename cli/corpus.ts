@@ -14,9 +14,11 @@ export function registerCorpus(program: Command): void {
     .argument('<dir>', 'output folder (created if needed)')
     .option('--no-third-party', 'leave out the third-party images')
     .option('--no-qemu', 'leave out the qemu-made images')
-    .action(async (dir: string, opts: { thirdParty: boolean; qemu: boolean }) => {
+    .option('--only <ids>', 'export only these image ids (comma-separated)')
+    .action(async (dir: string, opts: { thirdParty: boolean; qemu: boolean; only?: string }) => {
       const { exportCorpus } = await import('../harness/corpus');
-      const { manifest, skipped } = await exportCorpus(dir, { thirdParty: opts.thirdParty, qemu: opts.qemu });
+      const ids = opts.only?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      const { manifest, skipped } = await exportCorpus(dir, { thirdParty: opts.thirdParty, qemu: opts.qemu, ids });
       for (const s of skipped) console.log(`skipped ${s.id}: ${s.reason}`);
       console.log(`${dir}: ${manifest.images.length} images and manifest.json written${skipped.length ? `, ${skipped.length} skipped` : ''}`);
     });

@@ -9,6 +9,8 @@ import { loadRecipes } from '../harness/corpus/recipes';
 import { tagProblems } from '../harness/corpus/tags';
 import { THIRD_PARTY_EXPECTATIONS, findThirdPartyDir, provenanceDigests } from '../harness/third-party';
 import { DigestV1, DIGEST_CHUNK_BYTES } from '../spec-model/digest';
+import { Command } from 'commander';
+import { registerCorpus } from '../cli/corpus';
 import { describeWithTools } from './support/tools';
 
 /*
@@ -109,5 +111,22 @@ describe('exportCorpus', () => {
     expect(JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'))).toEqual(r.manifest);
     for (const img of r.manifest.images) expect({ id: img.id, sha256: sha256Hex(fs.readFileSync(path.join(out, img.file))) }).toEqual({ id: img.id, sha256: img.sha256 });
     expect(fs.readdirSync(out).sort()).toEqual([...r.manifest.images.map((i) => i.file), 'manifest.json'].sort());
+  });
+
+  test('vhdx-conform corpus export --only writes the chosen images (the CLI wiring, in-process)', async () => {
+    const program = new Command().exitOverride();
+    registerCorpus(program);
+    const lines: string[] = [];
+    const log = jest.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void lines.push(a.join(' ')));
+    try {
+      await program.parseAsync(['node', 'vhdx-conform', 'corpus', 'export', dir, '--only', 'HDR-7-fail-1,qemu-fixed', '--no-qemu']);
+    } finally {
+      log.mockRestore();
+    }
+    const exported = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { images: ManifestImage[] };
+    expect(exported.images.map((i) => i.id)).toEqual(['HDR-7-fail-1']);
+    expect(sha256Hex(fs.readFileSync(path.join(dir, 'HDR-7-fail-1.vhdx')))).toBe(exported.images[0].sha256);
+    expect(lines.join('\n')).toMatch(/skipped qemu-fixed: qemu images not requested/);
+    await expect(exportCorpus(dir, { ids: ['no-such-image'] })).rejects.toThrow(/no corpus image with id 'no-such-image'/);
   });
 });

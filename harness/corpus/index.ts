@@ -134,6 +134,8 @@ export interface ExportOptions {
   readonly qemu?: boolean;
   /** The manifest to export (default: corpus/manifest.json). */
   readonly manifestPath?: string;
+  /** Export only these image ids (default: all). */
+  readonly ids?: readonly string[];
 }
 
 /** Writes `bytes` leaving all-zero 64 KiB runs as holes (dynamic images are mostly sparse). */
@@ -158,7 +160,10 @@ export function writeSparse(file: string, bytes: Uint8Array): void {
  * that cannot be made here are returned in `skipped` with the reason.
  */
 export async function exportCorpus(dir: string, options: ExportOptions = {}): Promise<{ manifest: Manifest; skipped: { id: string; reason: string }[] }> {
-  const manifest = loadManifest(options.manifestPath);
+  const full = loadManifest(options.manifestPath);
+  const unknown = (options.ids ?? []).filter((id) => !full.images.some((i) => i.id === id));
+  if (unknown.length > 0) throw new VhdxUsageError('ids', `no corpus image with id ${unknown.map((id) => `'${id}'`).join(', ')}`);
+  const manifest: Manifest = options.ids ? { ...full, images: full.images.filter((i) => options.ids!.includes(i.id)) } : full;
   const recipes = new Map(loadRecipes(defaultRecipesDir()).map((r) => [r.id, r]));
   const thirdPartyDir = options.thirdParty === false ? undefined : findThirdPartyDir();
   const noQemu = options.qemu === false ? 'qemu images not requested' : qemuUnavailable();
