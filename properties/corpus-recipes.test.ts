@@ -3,7 +3,7 @@ import { loadManifest } from '../harness/corpus';
 import { checkAgainstModel, layoutDigest, modelDigest, modelVerdict, sha256Hex } from '../harness/corpus/expect';
 import { ManifestImage } from '../harness/corpus/manifest';
 import { mutation } from '../harness/corpus/mutations';
-import { Recipe, loadRecipes, runRecipe } from '../harness/corpus/recipes';
+import { Recipe, loadRecipes, parseRecipe, runRecipe } from '../harness/corpus/recipes';
 import { tagProblems } from '../harness/corpus/tags';
 
 /*
@@ -63,5 +63,30 @@ describe('corpus recipes regenerate byte-for-byte and match their expectations',
     // Remapping mutations (a block moved onto another structure, a BAT sector zeroed by replay) have
     // no independent account: their content is the oracle's reading of a non-conformant image.
     for (const r of unchecked) expect({ id: r.id, remaps: mutation(r.mutation!).remapsContent }).toEqual({ id: r.id, remaps: true });
+  });
+});
+
+describe('recipes are data, checked as they are read', () => {
+  const create = { type: 'create', params: { virtualSizeBytes: 4 * 2 ** 20, blockSizeBytes: 2 ** 20, logicalSectorSizeBytes: 512, physicalSectorSizeBytes: 4096, fixed: false, logSizeBytes: 2 ** 20 } };
+  const base = { id: 'x', description: 'x', tags: [] };
+  test.each([
+    ['an unknown field', { ...base, builder: {}, colour: 1 }, /x\.colour|colour: unknown field/],
+    ['no source', base, /exactly one of events, builder, qemu/],
+    ['two sources', { ...base, builder: {}, events: [create, { type: 'close' }] }, /exactly one of/],
+    ['an unknown mutation', { ...base, builder: {}, mutation: 'no-such' }, /unknown mutation 'no-such'/],
+    ['an unknown builder option', { ...base, builder: { blockSize: 1 } }, /builder\.blockSize: unknown builder option/],
+    ['a malformed event', { ...base, events: [{ type: 'write', offsetBytes: -1, lengthBytes: 512, seed: 1 }] }, /events\[0\]/],
+    ['a crash without events', { ...base, builder: {}, crash: {} }, /a crash needs events/],
+  ] as const)('rejects %s', (_name, json, message) => {
+    expect(() => parseRecipe(json, 'r')).toThrow(message);
+  });
+
+  test('a crash may not cut before the last event began (the model would promise too much)', () => {
+    const r = parseRecipe({ ...base, events: [create, { type: 'write', offsetBytes: 0, lengthBytes: 4096, seed: 3 }, { type: 'flush' }], crash: { cutAfterDeviceEvent: 1 } }, 'r');
+    expect(() => runRecipe(r)).toThrow(/crash interrupts the last event/);
+  });
+
+  test('events that leave the disk open need a crash', () => {
+    expect(() => runRecipe(parseRecipe({ ...base, events: [create] }, 'r'))).toThrow(/leave the disk open/);
   });
 });

@@ -190,8 +190,8 @@ export async function exportCorpus(dir: string, options: ExportOptions = {}): Pr
     } else {
       // qemu images: new GUIDs each time; the content and verdict must still be the manifest's.
       const v = modelVerdict(bytes, img.file).expectation;
-      if (v.contentDigest !== img.expect.contentDigest || v.errors.join() !== img.expect.errors.join()) {
-        throw new VhdxUsageError('manifest', `image '${img.id}': regenerated image reads ${v.contentDigest} with errors [${v.errors.join(', ')}], the manifest says ${img.expect.contentDigest} [${img.expect.errors.join(', ')}]`);
+      if (v.contentDigest !== img.expect.contentDigest || v.errors.join() !== img.expect.errors.join() || v.warnings.join() !== img.expect.warnings.join()) {
+        throw new VhdxUsageError('manifest', `image '${img.id}': regenerated image reads ${v.contentDigest} with errors [${v.errors.join(', ')}] and warnings [${v.warnings.join(', ')}], the manifest says ${img.expect.contentDigest} [${img.expect.errors.join(', ')}] [${img.expect.warnings.join(', ')}]`);
       }
       writeSparse(path.join(dir, img.file), bytes);
       written.push({ ...img, sha256: sha256Hex(bytes) });

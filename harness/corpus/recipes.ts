@@ -17,8 +17,10 @@ import { guidN, mutation } from './mutations';
  *
  * - `events`: a disk-event list run through impl with GUIDs from `seededGuidSource(guidSeed)`
  *   and write data from harness/patterns (seeded), so the bytes are the same on every run;
- * - `events` + `crash`: the same, then a crash: the device events of the last session (since its
- *   `create` or `open`) are cut and torn as the CrashChoice says (harness/crash CrashLog);
+ * - `events` + `crash`: the same, but a crash interrupts the last event: the device events of the
+ *   last session (since its `create` or `open`) are cut and torn as the CrashChoice says
+ *   (harness/crash CrashLog), never before the last event's first device event; an interrupted
+ *   flush does not count as completed in the model;
  * - `builder`: the independent test builder (harness/corpus/build-image.ts), from its options.
  *
  * qemu recipes (`qemu`) run qemu-img / qemu-io commands instead; see harness/corpus/qemu.ts.
@@ -81,6 +83,7 @@ function fail(where: string, message: string): never {
   throw new VhdxUsageError(where, `${where}: ${message}`);
 }
 
+const BUILDER_KEYS = ['diskType', 'virtualSizeBytes', 'blockSizeBytes', 'logicalSectorSizeBytes', 'physicalSectorSizeBytes', 'fullBlocks', 'partialBlocks', 'fixedState', 'metadataRegionLengthBytes', 'batRegionLengthBytes', 'extraMetadata', 'userItemCount', 'parentLocator', 'parentLocatorType', 'required', 'creator'];
 const RECIPE_KEYS = ['id', 'description', 'tags', 'events', 'guidSeed', 'crash', 'builder', 'mutation', 'qemu'];
 
 /** Parses one recipe, checking that exactly one source is given; event lists go through harness/events' validator. */
@@ -98,6 +101,10 @@ export function parseRecipe(v: unknown, where: string): Recipe {
   if (o.mutation !== undefined) {
     if (typeof o.mutation !== 'string') fail(`${at}.mutation`, 'expected a mutation name');
     mutation(o.mutation);
+  }
+  if (o.builder !== undefined) {
+    if (typeof o.builder !== 'object' || o.builder === null || Array.isArray(o.builder)) fail(`${at}.builder`, 'expected an object');
+    for (const k of Object.keys(o.builder)) if (!BUILDER_KEYS.includes(k)) fail(`${at}.builder.${k}`, `unknown builder option (expected ${BUILDER_KEYS.join(', ')})`);
   }
   if (o.guidSeed !== undefined && (typeof o.guidSeed !== 'number' || !Number.isInteger(o.guidSeed) || o.guidSeed < 0)) fail(`${at}.guidSeed`, 'expected a non-negative integer');
   const events = o.events !== undefined ? parseDiskEvents(o.events, `${at}.events`) : undefined;
