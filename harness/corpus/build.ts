@@ -36,7 +36,11 @@ export function generateManifest(previous?: Manifest, log: (line: string) => voi
       log(`kept ${recipe.id} from the previous manifest: ${noQemu}`);
       continue;
     }
-    images.push(recipeEntry(recipe, recipeBytes(recipe)));
+    const entry = recipeEntry(recipe, recipeBytes(recipe));
+    // qemu images differ in their GUIDs on every run: keep the previous entry (and its sha256) when nothing else changed.
+    const old = previous?.images.find((i) => i.id === recipe.id);
+    const same = old && entry.reproducible === 'content' && JSON.stringify({ ...old, sha256: '' }) === JSON.stringify({ ...entry, sha256: '' });
+    images.push(same ? old : entry);
     log(`made ${recipe.id}`);
   }
   const dir = findThirdPartyDir();
