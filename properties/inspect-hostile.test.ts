@@ -19,7 +19,7 @@ import {
 import { InspectResult, inspect, summarizeVerdict } from '../spec-model/inspect';
 import { RULES } from '../spec-model/rules';
 import { MemorySource } from '../spec-model/source';
-import { BuiltImage, GUIDS, LOG_OFFSET, buildImage, editHeaders, editRegionTables, makeDirty } from './support/build-image';
+import { BuiltImage, GUIDS, LOG_OFFSET, buildImage, editHeaders, editRegionTables, makeDirty } from '../harness/corpus/build-image';
 import { fcParams } from './support/fc';
 
 /*
@@ -182,7 +182,7 @@ describe('HOSTILE: inspect on mutated images', () => {
       // Rewrite the entry as one zero descriptor reaching 255 TiB (inside the replay bound), checksummed.
       const at = LOG_OFFSET;
       d.bytes.fill(0, at, at + 8192);
-      const { encodeLogEntry } = jest.requireActual('./support/build-image') as typeof import('./support/build-image');
+      const { encodeLogEntry } = jest.requireActual('../harness/corpus/build-image') as typeof import('../harness/corpus/build-image');
       d.bytes.set(encodeLogEntry({ sequenceNumber: 9n, descriptors: [{ kind: 'zero', fileOffset: 16 * MiB, lengthBytes: 255 * TiB }] }, 0, GUIDS.log, BigInt(d.bytes.length)), at);
       editRegionTables(d.bytes, (t) => { t.entries[0].Length = 0xfff00000; });
       return d.bytes;

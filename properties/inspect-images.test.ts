@@ -4,7 +4,7 @@ import * as path from 'path';
 import { MiB, PayloadBlockState } from '../spec-model/format';
 import { InspectResult, inspect, summarizeVerdict } from '../spec-model/inspect';
 import { FileSource, MemorySource } from '../spec-model/source';
-import { GUIDS, buildImage, makeDirty } from './support/build-image';
+import { GUIDS, buildImage, makeDirty } from '../harness/corpus/build-image';
 import { decompressThirdParty, tempDir } from './support/third-party';
 
 /* Valid images from the test builder and third-party writers: what inspect must accept, and what it decodes. */

@@ -31,7 +31,7 @@ import {
   makeDirty,
   setBatEntry,
   setPayloadEntry,
-} from './support/build-image';
+} from '../harness/corpus/build-image';
 import { openOracle } from '../spec-model/read';
 import { digestV1 } from '../spec-model/digest';
 import { VhdxError, VhdxParentNotFoundError } from '../spec-model/format/errors';

@@ -47,6 +47,10 @@ export interface ImageExpectation {
   readonly virtualSizeBytes: number;
   /** Content digest v1 (spec-model/digest.ts) of what a reader must produce; present iff readable. */
   readonly contentDigest?: string;
+  /** Unreadable only because it is a differencing image whose parent is not in the corpus: a reader must report "parent not found", not a format error. */
+  readonly parentMissing?: boolean;
+  /** For images refused by the spec's header rule only (HDR-5 with byte-identical headers): the digest a reader that tolerates them, as qemu does, reads. */
+  readonly tolerantContentDigest?: string;
 }
 
 export interface ManifestImage {
@@ -63,6 +67,13 @@ export interface ManifestImage {
   readonly sha256: string;
   /** What the image covers, for the coverage test and for filtering: 'rule:BAT-4', 'state:PAYLOAD_BLOCK_ZERO', 'log:wrapped', 'hostile', ... */
   readonly tags: readonly string[];
+  /**
+   * How regeneration is checked: 'bytes' (default; the file is regenerated or decompressed
+   * byte-for-byte and must match `sha256`) or 'content' (qemu-made images: qemu writes random
+   * GUIDs, so a regenerated image is checked by its verdict and content digest; `sha256` is that of
+   * the image as exported when the manifest was made).
+   */
+  readonly reproducible?: 'bytes' | 'content';
 }
 
 export interface Manifest {
