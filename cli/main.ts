@@ -6,6 +6,7 @@ import { VERSION } from './version';
 import { registerCreate } from './create';
 import { registerConvert } from './convert';
 import { registerReadWrite } from './rw';
+import { registerReader } from './reader';
 
 // The checker, the suite (fast-check, the harness) and the replay tool are loaded by the commands
 // that use them: a `convert` or `read` should not pay for them at start-up.
@@ -74,6 +75,7 @@ program
 registerCreate(program);
 registerConvert(program);
 registerReadWrite(program);
+registerReader(program); // the harness loads only when `reader` runs
 
 async function main(argv: string[]): Promise<void> {
   try {
