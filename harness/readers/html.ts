@@ -43,8 +43,12 @@ function size(n: number): string {
 }
 
 /** The file's structures from inspect's result, in file order. */
-export function fileSpans(r: InspectResult): { structures: Span[]; blocks: Span[]; blocksMerged: boolean } {
+export function fileSpans(r: InspectResult): { structures: Span[]; parts: Span[]; blocks: Span[]; blocksMerged: boolean } {
   const structures: Span[] = [{ kind: 'header-section', startBytes: 0, lengthBytes: MiB, label: 'header section (identifier, headers, region tables)' }];
+  // Drawn over the header section: the two headers and region tables, marked when invalid.
+  const parts: Span[] = [];
+  for (const h of r.headers.slots) parts.push({ kind: 'header', startBytes: h.offsetBytes, lengthBytes: 4096, state: h.valid ? (r.headers.current === h.slot ? 'current' : 'valid') : 'invalid', label: `header ${h.slot}` });
+  for (const t of r.regions.tables) parts.push({ kind: 'region-table', startBytes: t.offsetBytes, lengthBytes: 64 * 1024, state: t.valid ? 'valid' : 'invalid', label: `region table copy ${t.copy}` });
   const h = r.headers.currentHeader;
   if (h && h.LogLength > 0) structures.push({ kind: 'log', startBytes: Number(h.LogOffset), lengthBytes: h.LogLength, label: `log${r.log.needsReplay ? ' (needs replay)' : ''}` });
   const reg = r.regions;
@@ -80,7 +84,7 @@ export function fileSpans(r: InspectResult): { structures: Span[]; blocks: Span[
       if (run) blocks.push(run);
     }
   }
-  return { structures, blocks, blocksMerged: merged };
+  return { structures, parts, blocks, blocksMerged: merged };
 }
 
 /** Gaps of the file that no structure or block covers. */
@@ -106,11 +110,12 @@ function rect(s: Span, fileBytes: number, y: number, height: number): string {
 
 function imageMap(r: InspectResult): string {
   const fileBytes = Math.max(r.source.sizeBytes, r.sizeAfterReplayBytes, 1);
-  const { structures, blocks, blocksMerged } = fileSpans(r);
+  const { structures, parts: headerParts, blocks, blocksMerged } = fileSpans(r);
   const free = freeSpans(fileBytes, [...structures, ...blocks]);
   const parts: string[] = [];
   for (const s of free) parts.push(rect(s, fileBytes, 0, 60));
   for (const s of structures) parts.push(rect(s, fileBytes, 0, 28));
+  for (const s of headerParts) parts.push(rect(s, fileBytes, 2, 12));
   for (const s of blocks) parts.push(rect(s, fileBytes, 32, 28));
   for (const f of r.findings) {
     if (f.offsetBytes === undefined || f.severity === 'info') continue;
@@ -142,8 +147,10 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-
 .scale{display:flex;justify-content:space-between;font-size:11px;color:#666}
 .k-free{fill:#f4f4f4}.k-header-section{fill:#4a6fa5}.k-log{fill:#c98b2b}.k-metadata{fill:#7b5ea7}.k-bat{fill:#2a8c8c}
 .k-payload,.k-payload-run{fill:#3a9d4a}.s-PAYLOAD_BLOCK_PARTIALLY_PRESENT{fill:#a3c94a}.k-sector-bitmap,.k-sector-bitmap-run{fill:#d4553a}
+.k-header,.k-region-table{fill:#9bb7e0}.k-header.s-current{fill:#fff}.s-invalid{fill:#c00!important}
+rect{stroke:#fff;stroke-width:1px;vector-effect:non-scaling-stroke}.k-free{stroke:none}
 .finding.error{fill:#c00}.finding.warning{fill:#e0a000}
-rect:hover,path:hover{stroke:#000;stroke-width:1}
+rect:hover,path:hover{stroke:#000}
 .legend span{display:inline-block;padding:0 .5em;margin-right:.3em;color:#fff;font-size:12px}
 .muted,.note{color:#666;font-size:12px}.findings{font-size:12px;padding-left:1.2em}
 li.error{color:#900}li.warning{color:#860}.detail{font-size:12px;word-break:break-all}
@@ -198,10 +205,10 @@ export function matrixHtml(m: ReaderMatrix, toolVersion: string): string {
     const expectation = e.readable ? `readable${e.needsReplay ? ', needs replay' : ''}; content ${esc(e.contentDigest ?? '')}` : `must be refused (${esc(e.errors.join(', '))})`;
     return `<section class="image" id="img-${esc(img.id)}"><div class="left"><h2>${esc(img.id)}</h2><p>${esc(img.description)}</p><p class="muted">${esc(img.file)}; ${esc(img.parameters.type)}, ${esc(size(img.parameters.virtualSizeBytes))}; expected: ${expectation}</p>${map}${findings}</div><div class="right"><table><tr><th>reader</th><th>verdict</th><th>detail</th></tr>${verdicts}</table></div></section>`;
   });
-  const legend = [['header-section', 'header section'], ['log', 'log'], ['metadata', 'metadata'], ['bat', 'BAT'], ['payload', 'payload FULLY_PRESENT'], ['s-PAYLOAD_BLOCK_PARTIALLY_PRESENT', 'payload PARTIALLY_PRESENT'], ['sector-bitmap', 'sector bitmap'], ['free', 'free']]
+  const legend = [['header-section', 'header section'], ['header', 'header / region table'], ['current', 'current header'], ['invalid', 'invalid (checksum)'], ['log', 'log'], ['metadata', 'metadata'], ['bat', 'BAT'], ['payload', 'payload FULLY_PRESENT'], ['s-PAYLOAD_BLOCK_PARTIALLY_PRESENT', 'payload PARTIALLY_PRESENT'], ['sector-bitmap', 'sector bitmap'], ['free', 'free']]
     .map(([k, t]) => `<span class="lg-${k}">${esc(t)}</span>`)
     .join('');
-  const legendCss = `.lg-header-section{background:#4a6fa5!important}.lg-log{background:#c98b2b!important}.lg-metadata{background:#7b5ea7!important}.lg-bat{background:#2a8c8c!important}.lg-payload{background:#3a9d4a!important}.lg-s-PAYLOAD_BLOCK_PARTIALLY_PRESENT{background:#a3c94a!important}.lg-sector-bitmap{background:#d4553a!important}.lg-free{background:#bbb!important}`;
+  const legendCss = `.lg-header{background:#9bb7e0!important;color:#222!important}.lg-current{background:#fff!important;color:#222!important;border:1px solid #4a6fa5}.lg-invalid{background:#c00!important}.lg-header-section{background:#4a6fa5!important}.lg-log{background:#c98b2b!important}.lg-metadata{background:#7b5ea7!important}.lg-bat{background:#2a8c8c!important}.lg-payload{background:#3a9d4a!important}.lg-s-PAYLOAD_BLOCK_PARTIALLY_PRESENT{background:#a3c94a!important}.lg-sector-bitmap{background:#d4553a!important}.lg-free{background:#bbb!important}`;
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>vhdx-conform reader matrix</title><style>${CSS}${legendCss}</style></head>
 <body><h1>vhdx-conform reader matrix</h1>
