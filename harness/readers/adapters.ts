@@ -2,14 +2,14 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { VhdxDisk } from '../../impl';
-import { DIGEST_CHUNK_BYTES, DigestV1, digestV1 } from '../../spec-model/digest';
-import { VhdxError, VhdxUsageError } from '../../spec-model/format/errors';
+import { DIGEST_CHUNK_BYTES, digestV1 } from '../../spec-model/digest';
+import { VhdxError, VhdxInternalError, VhdxUsageError } from '../../spec-model/format/errors';
 import { openOracle } from '../../spec-model/read';
 import { FileSource } from '../../spec-model/source';
-import { digestRawFile } from '../raw';
 import { SYSTEM_PYTHON, debianPackageOf, toolVersion } from '../tools';
 import { IMPL_VERSION } from '../../impl';
 import { DEFAULT_TOOL_TIMEOUT_MS, judgeRun, runTool } from './spawn';
+import { StreamDigest, digestRawFileStreamed } from './stream-digest';
 import { Availability, ReadResult, ReaderAdapter } from './types';
 
 export interface AdapterOptions {
@@ -23,14 +23,23 @@ function caught(e: unknown): ReadResult {
   return { kind: 'crashed', message: e instanceof Error ? `${e.name}: ${e.message}` : String(e) };
 }
 
+/** Reads the disk through impl in 1 MiB pieces, skipping what impl maps as unallocated (it reads as zeros). */
 function digestDisk(disk: VhdxDisk): string {
-  const d = new DigestV1(disk.virtualSizeBytes);
+  const d = new StreamDigest();
   const buf = new Uint8Array(DIGEST_CHUNK_BYTES);
-  for (let i = 0; i * DIGEST_CHUNK_BYTES < disk.virtualSizeBytes; i++) {
-    const chunk = buf.subarray(0, Math.min(DIGEST_CHUNK_BYTES, disk.virtualSizeBytes - i * DIGEST_CHUNK_BYTES));
-    disk.readInto(i * DIGEST_CHUNK_BYTES, chunk);
-    d.addChunk(i, chunk);
+  for (const range of disk.map()) {
+    if (!range.data) {
+      d.updateZeros(range.lengthBytes);
+      continue;
+    }
+    for (let at = range.offsetBytes; at < range.offsetBytes + range.lengthBytes; ) {
+      const piece = buf.subarray(0, Math.min(DIGEST_CHUNK_BYTES, range.offsetBytes + range.lengthBytes - at));
+      disk.readInto(at, piece);
+      d.update(piece);
+      at += piece.length;
+    }
   }
+  if (d.bytesSeen !== disk.virtualSizeBytes) throw new VhdxInternalError(`impl map() covered ${d.bytesSeen} of ${disk.virtualSizeBytes} bytes`);
   return d.finish();
 }
 
@@ -126,7 +135,7 @@ export function qemuReader(o: AdapterOptions = {}): ReaderAdapter {
         r = await convert();
       }
       try {
-        const result = judgeRun('qemu-img', r, timeoutMs, () => digestRawFile(raw));
+        const result = judgeRun('qemu-img', r, timeoutMs, () => digestRawFileStreamed(raw));
         return note ? { ...result, note } : result;
       } catch (e) {
         return { kind: 'crashed', message: `qemu-img exited 0 but its raw output could not be read: ${(e as Error).message}` };
@@ -231,7 +240,7 @@ export function commandReader(template: string, o: AdapterOptions = {}): ReaderA
       const r = await runTool(args[0], args.slice(1), { timeoutMs, digestStdout: !usesRaw, cwd: scratchDir });
       const name = words[0];
       if (usesRaw && r.status === 0 && !fs.existsSync(raw)) return { kind: 'refused', message: `${name} exited 0 but wrote no {raw} file` };
-      return judgeRun(name, r, timeoutMs, () => (usesRaw ? digestRawFile(raw) : r.stdoutDigest!));
+      return judgeRun(name, r, timeoutMs, () => (usesRaw ? digestRawFileStreamed(raw) : r.stdoutDigest!));
     },
   };
 }

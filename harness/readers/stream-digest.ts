@@ -1,4 +1,5 @@
 import { createHash } from 'crypto';
+import * as fs from 'fs';
 import { DIGEST_CHUNK_BYTES } from '../../spec-model/digest';
 
 /**
@@ -6,6 +7,8 @@ import { DIGEST_CHUNK_BYTES } from '../../spec-model/digest';
  * DigestV1 needs the virtual size first, so the per-chunk hashes of non-zero chunks are kept
  * (40 bytes per non-zero MiB) and folded in at the end; at most one chunk is buffered.
  */
+const ZERO_CHUNK = Buffer.alloc(DIGEST_CHUNK_BYTES); // compared with memcmp: a 10 GiB sparse disk streams at pipe speed
+
 export class StreamDigest {
   private readonly chunk = Buffer.alloc(DIGEST_CHUNK_BYTES);
   private filled = 0;
@@ -27,9 +30,27 @@ export class StreamDigest {
     }
   }
 
+  /** `lengthBytes` zero bytes, without touching memory for whole chunks (unallocated ranges, holes). */
+  updateZeros(lengthBytes: number): void {
+    let left = lengthBytes;
+    while (left > 0) {
+      if (this.filled === 0 && left >= DIGEST_CHUNK_BYTES) {
+        const whole = Math.floor(left / DIGEST_CHUNK_BYTES);
+        this.index += whole; // all-zero chunks add nothing to the digest
+        left -= whole * DIGEST_CHUNK_BYTES;
+        continue;
+      }
+      const n = Math.min(left, DIGEST_CHUNK_BYTES - this.filled);
+      this.chunk.fill(0, this.filled, this.filled + n);
+      this.filled += n;
+      left -= n;
+      if (this.filled === DIGEST_CHUNK_BYTES) this.endChunk();
+    }
+  }
+
   private endChunk(): void {
     const bytes = this.chunk.subarray(0, this.filled);
-    if (bytes.some((b) => b !== 0)) this.nonZero.push({ index: this.index, bytes: createHash('sha256').update(bytes).digest() });
+    if (!bytes.equals(ZERO_CHUNK.subarray(0, bytes.length))) this.nonZero.push({ index: this.index, bytes: createHash('sha256').update(bytes).digest() });
     this.index++;
     this.filled = 0;
   }
@@ -57,4 +78,22 @@ function foldDigest(virtualSizeBytes: number, chunks: readonly { index: number; 
     outer.update(c.bytes);
   }
   return 'v1:' + outer.digest('hex');
+}
+
+/** Digest v1 of a raw disk file (its size is the virtual size), read in 1 MiB pieces. */
+export function digestRawFileStreamed(rawPath: string): string {
+  const fd = fs.openSync(rawPath, 'r');
+  try {
+    const d = new StreamDigest();
+    const buf = Buffer.alloc(DIGEST_CHUNK_BYTES);
+    for (let at = 0; ; ) {
+      const n = fs.readSync(fd, buf, 0, buf.length, at);
+      if (n === 0) break;
+      d.update(buf.subarray(0, n));
+      at += n;
+    }
+    return d.finish();
+  } finally {
+    fs.closeSync(fd);
+  }
 }
