@@ -10,7 +10,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { implRo, oracle } from '../harness/readers/adapters';
-import { matrixHtml } from '../harness/readers/html';
+import { BLOCK_ELEMENT_CAP, fileSpans, matrixHtml } from '../harness/readers/html';
+import { InspectResult } from '../spec-model/inspect/types';
 import { runReaderMatrix } from '../harness/readers/matrix';
 import { TestCorpus, buildTestCorpus } from '../harness/readers/test-corpus';
 import { CHROMIUM } from '../harness/tools';
@@ -132,4 +133,30 @@ describeWithTools(['chromium'], 'the reader report page in headless chromium', (
     }
     expect(total).toBeGreaterThan(10); // the corpus has blocks to draw
   });
+});
+
+test('over the element cap, file-adjacent blocks of one state are merged into runs that keep the count', () => {
+  const MiB = 1024 * 1024;
+  const blocks = Array.from({ length: BLOCK_ELEMENT_CAP + 10 }, (_, i) => ({
+    blockIndex: i,
+    batIndex: i,
+    state: i === 100 ? PayloadBlockState.PAYLOAD_BLOCK_PARTIALLY_PRESENT : PayloadBlockState.PAYLOAD_BLOCK_FULLY_PRESENT,
+    fileOffsetBytes: (8 + i + (i >= 2000 ? 1 : 0)) * MiB, // a gap after block 1999
+  }));
+  const r = {
+    headers: { slots: [], current: undefined },
+    regions: { tables: [] },
+    log: { needsReplay: false },
+    metadata: { fileParameters: { blockSizeBytes: MiB } },
+    bat: { allocatedBlocks: blocks, sectorBitmapBlocks: [] },
+  } as unknown as InspectResult;
+  const { blocks: spans, blocksMerged } = fileSpans(r);
+  expect(blocksMerged).toBe(true);
+  // runs: 0..99, 100 (other state), 101..1999, 2000..end
+  expect(spans.map((s) => [s.kind, s.count])).toEqual([
+    ['payload-run', 100],
+    ['payload-run', 1],
+    ['payload-run', 1899],
+    ['payload-run', BLOCK_ELEMENT_CAP + 10 - 2000],
+  ]);
 });
