@@ -144,6 +144,8 @@ test('over the element cap, file-adjacent blocks of one state are merged into ru
     fileOffsetBytes: (8 + i + (i >= 2000 ? 1 : 0)) * MiB, // a gap after block 1999
   }));
   const r = {
+    source: { name: 'synthetic', sizeBytes: (BLOCK_ELEMENT_CAP + 20) * MiB },
+    sizeAfterReplayBytes: 0,
     headers: { slots: [], current: undefined },
     regions: { tables: [] },
     log: { needsReplay: false },
@@ -159,4 +161,28 @@ test('over the element cap, file-adjacent blocks of one state are merged into ru
     ['payload-run', 1899],
     ['payload-run', BLOCK_ELEMENT_CAP + 10 - 2000],
   ]);
+});
+
+test('a fragmented map (more runs than the cap) is bucketed: at most the cap in elements, every block still counted', () => {
+  const MiB = 1024 * 1024;
+  const n = 3 * BLOCK_ELEMENT_CAP;
+  const blocks = Array.from({ length: n }, (_, i) => ({
+    blockIndex: i,
+    batIndex: i,
+    state: i % 2 ? PayloadBlockState.PAYLOAD_BLOCK_PARTIALLY_PRESENT : PayloadBlockState.PAYLOAD_BLOCK_FULLY_PRESENT, // every block its own run
+    fileOffsetBytes: (8 + i) * MiB,
+  }));
+  const r = {
+    source: { name: 'synthetic', sizeBytes: (n + 8) * MiB },
+    sizeAfterReplayBytes: 0,
+    headers: { slots: [], current: undefined },
+    regions: { tables: [] },
+    log: { needsReplay: false },
+    metadata: { fileParameters: { blockSizeBytes: MiB } },
+    bat: { allocatedBlocks: blocks, sectorBitmapBlocks: [] },
+  } as unknown as InspectResult;
+  const spans = fileSpans(r).blocks;
+  expect(spans.length).toBeLessThanOrEqual(BLOCK_ELEMENT_CAP);
+  expect(spans.reduce((sum, s) => sum + (s.count ?? 1), 0)).toBe(n);
+  expect(new Set(spans.map((s) => s.state))).toEqual(new Set(['mixed']));
 });

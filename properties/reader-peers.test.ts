@@ -23,7 +23,7 @@ interface Observed {
 }
 
 interface Peer {
-  readonly tool: ToolSpec['id'];
+  readonly tools: ToolSpec['id'][];
   /** The version these observations were made with. */
   readonly measuredWith: string;
   readonly make: () => ReaderAdapter;
@@ -39,7 +39,7 @@ const showsStaleContent = (imageId: string) => (cell: MatrixCell, corpus: TestCo
 
 const PEERS: Record<string, Peer> = {
   qemu: {
-    tool: 'qemu-img',
+    tools: ['qemu-img', 'qemu-io'],
     measuredWith: 'qemu-img version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)',
     make: () => qemuReader({ timeoutMs: 60_000 }),
     observed: {
@@ -52,7 +52,7 @@ const PEERS: Record<string, Peer> = {
     },
   },
   libvhdi: {
-    tool: 'libvhdi',
+    tools: ['libvhdi'],
     measuredWith: 'libvhdi 20210425',
     make: () => libvhdiReader({ timeoutMs: 60_000 }),
     observed: {
@@ -61,7 +61,7 @@ const PEERS: Record<string, Peer> = {
     },
   },
   '7zip': {
-    tool: '7zz',
+    tools: ['7zz'],
     measuredWith: '7-Zip (z) 26.02 (x64)',
     make: () => sevenZipReader({ timeoutMs: 60_000 }),
     observed: {
@@ -90,10 +90,10 @@ afterAll(() => {
 });
 
 for (const [id, peer] of Object.entries(PEERS)) {
-  describeWithTools([peer.tool], `reader ${id} on the reader test corpus`, () => {
+  describeWithTools(peer.tools, `reader ${id} on the reader test corpus`, () => {
     test(`behaves as measured with ${peer.measuredWith}`, async () => {
       const matrix = await runReaderMatrix(corpus.dir, [peer.make()], { scratchRoot: work });
-      const installed = toolVersion(peer.tool);
+      const installed = toolVersion(peer.tools[0]);
       const changes: string[] = [];
       for (const image of corpus.manifest.images) {
         const cell = matrix.cells.find((c) => c.imageId === image.id)!;

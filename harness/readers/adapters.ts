@@ -1,13 +1,12 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
-import { VhdxDisk } from '../../impl';
+import { IMPL_VERSION, VhdxDisk } from '../../impl';
 import { DIGEST_CHUNK_BYTES, digestV1 } from '../../spec-model/digest';
 import { VhdxError, VhdxInternalError, VhdxUsageError } from '../../spec-model/format/errors';
 import { openOracle } from '../../spec-model/read';
 import { FileSource } from '../../spec-model/source';
 import { SYSTEM_PYTHON, debianPackageOf, toolVersion } from '../tools';
-import { IMPL_VERSION } from '../../impl';
 import { DEFAULT_TOOL_TIMEOUT_MS, judgeRun, runTool } from './spawn';
 import { StreamDigest, digestRawFileStreamed } from './stream-digest';
 import { Availability, ReadResult, ReaderAdapter } from './types';
@@ -103,9 +102,10 @@ export const oracle: ReaderAdapter = {
   },
 };
 
-function toolAvailability(id: 'qemu-img' | 'libvhdi' | '7zz'): Availability {
-  const v = toolVersion(id);
-  return v !== undefined ? { ok: true, version: v } : { ok: false, reason: `${id} not installed (apt-get install ${debianPackageOf(id)})` };
+function toolAvailability(...ids: ('qemu-img' | 'qemu-io' | 'libvhdi' | '7zz')[]): Availability {
+  const missing = ids.filter((id) => toolVersion(id) === undefined);
+  if (missing.length) return { ok: false, reason: `${missing.join(', ')} not installed (apt-get install ${[...new Set(missing.map(debianPackageOf))].join(' ')})` };
+  return { ok: true, version: toolVersion(ids[0])! };
 }
 
 /**
@@ -119,7 +119,7 @@ export function qemuReader(o: AdapterOptions = {}): ReaderAdapter {
   return {
     id: 'qemu',
     description: 'qemu-img convert -f vhdx -O raw on a copy; a dirty copy is first opened read-write by qemu-io (replay)',
-    available: () => toolAvailability('qemu-img'),
+    available: () => toolAvailability('qemu-img', 'qemu-io'),
     async read(imagePath, scratchDir) {
       const copy = path.join(scratchDir, 'qemu-copy.vhdx');
       const raw = path.join(scratchDir, 'qemu.raw');

@@ -43,6 +43,37 @@ function size(n: number): string {
 }
 
 /** The file's structures from inspect's result, in file order. */
+/** Payload or bitmap blocks as at most BLOCK_ELEMENT_CAP elements: runs first, then buckets of the file when runs are still too many. */
+function capped(list: readonly Span[], fileBytes: number, blockSize: number): Span[] {
+  const sorted = [...list].sort((x, y) => x.startBytes - y.startBytes);
+  const runs: Span[] = [];
+  for (const s of sorted) {
+    const run = runs[runs.length - 1];
+    if (run && run.state === s.state && run.startBytes + run.lengthBytes === s.startBytes) {
+      run.lengthBytes += s.lengthBytes;
+      run.count = (run.count ?? 1) + 1;
+      run.label = `${run.count} ${s.kind} blocks`;
+    } else runs.push({ ...s, kind: `${s.kind}-run`, count: 1 });
+  }
+  if (runs.length <= BLOCK_ELEMENT_CAP) return runs;
+  // Fragmented: one element per 1/BLOCK_ELEMENT_CAP of the file (about a pixel), state 'mixed' where states differ.
+  const bucketBytes = Math.max(blockSize, Math.ceil(fileBytes / BLOCK_ELEMENT_CAP));
+  const buckets = new Map<number, Span>();
+  for (const s of runs) {
+    const key = Math.floor(s.startBytes / bucketBytes);
+    const b = buckets.get(key);
+    if (!b) buckets.set(key, { ...s });
+    else {
+      const end = Math.max(b.startBytes + b.lengthBytes, s.startBytes + s.lengthBytes);
+      b.lengthBytes = end - b.startBytes;
+      b.count = (b.count ?? 1) + (s.count ?? 1);
+      if (b.state !== s.state) b.state = 'mixed';
+      b.label = `${b.count} ${s.kind.replace(/-run$/, '')} blocks`;
+    }
+  }
+  return [...buckets.values()];
+}
+
 export function fileSpans(r: InspectResult): { structures: Span[]; parts: Span[]; blocks: Span[]; blocksMerged: boolean } {
   const structures: Span[] = [{ kind: 'header-section', startBytes: 0, lengthBytes: MiB, label: 'header section (identifier, headers, region tables)' }];
   // Drawn over the header section: the two headers and region tables, marked when invalid.
@@ -57,32 +88,14 @@ export function fileSpans(r: InspectResult): { structures: Span[]; parts: Span[]
   const blocks: Span[] = [];
   const b = r.bat;
   const blockSize = r.metadata?.fileParameters?.blockSizeBytes ?? MiB;
+  const fileBytes = Math.max(r.source.sizeBytes, r.sizeAfterReplayBytes, 1);
   let merged = false;
   if (b) {
     const total = b.allocatedBlocks.length + b.sectorBitmapBlocks.length;
     merged = total > BLOCK_ELEMENT_CAP;
     const payload = b.allocatedBlocks.map((a) => ({ kind: 'payload', startBytes: a.fileOffsetBytes, lengthBytes: blockSize, state: payloadStateName(a.state), label: `payload block ${a.blockIndex}` }));
     const bitmaps = b.sectorBitmapBlocks.map((s) => ({ kind: 'sector-bitmap', startBytes: s.fileOffsetBytes, lengthBytes: MiB, state: 'SB_BLOCK_PRESENT', label: `sector bitmap block of chunk ${s.chunkIndex}` }));
-    for (const list of [payload, bitmaps]) {
-      if (!merged) {
-        blocks.push(...list);
-        continue;
-      }
-      // Runs of file-adjacent blocks in one state become one element.
-      const sorted = [...list].sort((x, y) => x.startBytes - y.startBytes);
-      let run: Span | undefined;
-      for (const s of sorted) {
-        if (run && run.state === s.state && run.startBytes + run.lengthBytes === s.startBytes) {
-          run.lengthBytes += s.lengthBytes;
-          run.count = (run.count ?? 1) + 1;
-          run.label = `${run.count} ${s.kind} blocks`;
-        } else {
-          if (run) blocks.push(run);
-          run = { ...s, kind: `${s.kind}-run`, count: 1 };
-        }
-      }
-      if (run) blocks.push(run);
-    }
+    for (const list of [payload, bitmaps]) blocks.push(...(merged ? capped(list, fileBytes, blockSize) : list));
   }
   return { structures, parts, blocks, blocksMerged: merged };
 }
