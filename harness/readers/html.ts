@@ -113,9 +113,9 @@ function freeSpans(fileBytes: number, used: readonly Span[]): Span[] {
   return out;
 }
 
-function rect(s: Span, fileBytes: number, y: number, height: number): string {
+function rect(s: Span, fileBytes: number, y: number, height: number, minWidth = MIN_WIDTH): string {
   const x = (s.startBytes / fileBytes) * MAP_WIDTH;
-  const w = Math.max(MIN_WIDTH, (s.lengthBytes / fileBytes) * MAP_WIDTH);
+  const w = Math.max(minWidth, (s.lengthBytes / fileBytes) * MAP_WIDTH);
   const info = `${s.label}: ${size(s.lengthBytes)} at ${hex(s.startBytes)}${s.state ? ', ' + s.state : ''}`;
   const attrs = [`data-kind="${s.kind}"`, s.state ? `data-state="${esc(s.state)}"` : '', s.count ? `data-count="${s.count}"` : '', `data-info="${esc(info)}"`].filter(Boolean).join(' ');
   return `<rect class="k-${s.kind} s-${esc(s.state ?? '')}" x="${x.toFixed(3)}" y="${y}" width="${w.toFixed(3)}" height="${height}" ${attrs}><title>${esc(info)}</title></rect>`;
@@ -124,6 +124,10 @@ function rect(s: Span, fileBytes: number, y: number, height: number): string {
 function imageMap(r: InspectResult): string {
   const fileBytes = Math.max(r.source.sizeBytes, r.sizeAfterReplayBytes, 1);
   const { structures, parts: headerParts, blocks, blocksMerged } = fileSpans(r);
+  // The header section again at its own scale (1 MiB), where 4 KiB headers are visible.
+  const inset = [{ kind: 'identifier', startBytes: 0, lengthBytes: 64 * 1024, label: 'file type identifier' }, ...headerParts]
+    .map((s) => rect(s, MiB, 0, 16, 12)) // a 4 KiB header is 4 units wide: widened to be seen
+    .join('');
   const free = freeSpans(fileBytes, [...structures, ...blocks]);
   const parts: string[] = [];
   for (const s of free) parts.push(rect(s, fileBytes, 0, 60));
@@ -140,7 +144,8 @@ function imageMap(r: InspectResult): string {
   if (blocksMerged) notes.push(`more than ${BLOCK_ELEMENT_CAP} allocated blocks: adjacent blocks of one state are drawn as one run`);
   if (r.bat?.truncated) notes.push(`inspect listed only the first ${r.bat.allocatedBlocks.length} allocated blocks`);
   const scale = `<div class="scale"><span>0</span><span>${esc(size(fileBytes))} (${hex(fileBytes)})</span></div>`;
-  return `<svg class="map" viewBox="0 0 ${MAP_WIDTH} 72" preserveAspectRatio="none" role="img" aria-label="file map">${parts.join('')}</svg>${scale}${notes.map((n) => `<p class="note">${esc(n)}</p>`).join('')}`;
+  const insetSvg = `<div class="inset"><span class="muted">header section, first 1 MiB:</span><svg viewBox="0 0 ${MAP_WIDTH} 16" preserveAspectRatio="none" role="img" aria-label="header section">${inset}</svg></div>`;
+  return `<svg class="map" viewBox="0 0 ${MAP_WIDTH} 72" preserveAspectRatio="none" role="img" aria-label="file map">${parts.join('')}</svg>${scale}${insetSvg}${notes.map((n) => `<p class="note">${esc(n)}</p>`).join('')}`;
 }
 
 function findingList(r: InspectResult): string {
@@ -160,6 +165,7 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-
 .scale{display:flex;justify-content:space-between;font-size:11px;color:#666}
 .k-free{fill:#f4f4f4}.k-header-section{fill:#4a6fa5}.k-log{fill:#c98b2b}.k-metadata{fill:#7b5ea7}.k-bat{fill:#2a8c8c}
 .k-payload,.k-payload-run{fill:#3a9d4a}.s-PAYLOAD_BLOCK_PARTIALLY_PRESENT{fill:#a3c94a}.k-sector-bitmap,.k-sector-bitmap-run{fill:#d4553a}
+.inset{display:flex;gap:.5em;align-items:center;margin:.3em 0}.inset svg{flex:1;height:16px;background:#4a6fa5}.k-identifier{fill:#2d4a75}
 .k-header,.k-region-table{fill:#9bb7e0}.k-header.s-current{fill:#fff}.s-invalid{fill:#c00!important}
 rect{stroke:#fff;stroke-width:1px;vector-effect:non-scaling-stroke}.k-free{stroke:none}
 .finding.error{fill:#c00}.finding.warning{fill:#e0a000}
