@@ -169,3 +169,14 @@ describe('vhdx-conform reader', () => {
     expect(s.rows.filter((r) => r.verdict === 'agrees')).toHaveLength(9);
   });
 });
+
+test('an image that does not match its manifest sha256 stops the run', async () => {
+  const copy = path.join(work, 'altered');
+  fs.cpSync(corpus.dir, copy, { recursive: true });
+  const file = path.join(copy, 'fixed-1m.vhdx');
+  const bytes = fs.readFileSync(file);
+  bytes[bytes.length - 1] ^= 1;
+  fs.writeFileSync(file, bytes);
+  await expect(runReaderMatrix(copy, [oracle])).rejects.toThrow(/fixed-1m\.vhdx does not match the sha256 in its manifest/);
+  fs.rmSync(copy, { recursive: true, force: true });
+});

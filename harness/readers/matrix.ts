@@ -1,3 +1,4 @@
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -45,6 +46,24 @@ export interface ReaderMatrix {
   readonly elapsedMs: number;
 }
 
+/** SHA-256 of a file, read in 4 MiB pieces. */
+function sha256OfFile(file: string): string {
+  const h = createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(4 << 20);
+    for (let at = 0; ; ) {
+      const n = fs.readSync(fd, buf, 0, buf.length, at);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+      at += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
 /** Reads DIR/manifest.json and checks what the reader needs of it. */
 export function loadManifest(corpusDir: string): Manifest {
   const file = path.join(corpusDir, 'manifest.json');
@@ -89,6 +108,11 @@ export interface MatrixOptions {
 export async function runReaderMatrix(corpusDir: string, adapters: readonly ReaderAdapter[], options: MatrixOptions = {}): Promise<ReaderMatrix> {
   const t0 = performance.now();
   const manifest = loadManifest(corpusDir);
+  // A stale or altered export would make every verdict about some other file: check them all first.
+  for (const image of manifest.images) {
+    const imagePath = path.join(corpusDir, image.file);
+    if (sha256OfFile(imagePath) !== image.sha256) throw new VhdxUsageError('corpus', `${imagePath} does not match the sha256 in its manifest: re-export the corpus`);
+  }
   const readers: ReaderInfo[] = adapters.map((a) => ({ id: a.id, description: a.description, availability: a.available(), explicit: options.explicit?.includes(a.id) ?? false }));
   const cells: MatrixCell[] = [];
   const scratchRoot = fs.mkdtempSync(path.join(options.scratchRoot ?? os.tmpdir(), 'vhdx-conform-reader-'));
