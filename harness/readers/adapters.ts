@@ -3,7 +3,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { IMPL_VERSION, VhdxDisk } from '../../impl';
 import { DIGEST_CHUNK_BYTES, digestV1 } from '../../spec-model/digest';
-import { VhdxError, VhdxInternalError, VhdxUsageError } from '../../spec-model/format/errors';
+import { VhdxError, VhdxFormatError, VhdxInternalError, VhdxUsageError } from '../../spec-model/format/errors';
 import { openOracle } from '../../spec-model/read';
 import { FileSource } from '../../spec-model/source';
 import { SYSTEM_PYTHON, debianPackageOf, toolVersion } from '../tools';
@@ -18,7 +18,8 @@ export interface AdapterOptions {
 
 /** A typed error is a refusal; anything else thrown by our own code is a crash (a bug). */
 function caught(e: unknown): ReadResult {
-  if (e instanceof VhdxError) return { kind: 'refused', message: `${e.name}${'ruleId' in e ? ' ' + String((e as { ruleId: string }).ruleId) : ''}: ${e.message}` };
+  if (e instanceof VhdxFormatError) return { kind: 'refused', message: `${e.name} ${e.ruleId}: ${e.message}` };
+  if (e instanceof VhdxError) return { kind: 'refused', message: `${e.name}: ${e.message}` };
   return { kind: 'crashed', message: e instanceof Error ? `${e.name}: ${e.message}` : String(e) };
 }
 
