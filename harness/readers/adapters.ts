@@ -16,8 +16,9 @@ export interface AdapterOptions {
   readonly timeoutMs?: number;
 }
 
-/** A typed error is a refusal; anything else thrown by our own code is a crash (a bug). */
+/** A typed error is a refusal; an internal error or anything untyped from our own code is a crash (a bug). */
 function caught(e: unknown): ReadResult {
+  if (e instanceof VhdxInternalError) return { kind: 'crashed', message: `${e.name}: ${e.message}` };
   if (e instanceof VhdxFormatError) return { kind: 'refused', message: `${e.name} ${e.ruleId}: ${e.message}` };
   if (e instanceof VhdxError) return { kind: 'refused', message: `${e.name}: ${e.message}` };
   return { kind: 'crashed', message: e instanceof Error ? `${e.name}: ${e.message}` : String(e) };
