@@ -7,6 +7,7 @@ import { registerCreate } from './create';
 import { registerConvert } from './convert';
 import { registerReadWrite } from './rw';
 import { registerCorpus } from './corpus';
+import { registerReader } from './reader';
 
 // The checker, the suite (fast-check, the harness) and the replay tool are loaded by the commands
 // that use them: a `convert` or `read` should not pay for them at start-up.
@@ -76,6 +77,7 @@ registerCreate(program);
 registerConvert(program);
 registerReadWrite(program);
 registerCorpus(program);
+registerReader(program); // the harness loads only when `reader` runs
 
 async function main(argv: string[]): Promise<void> {
   try {

@@ -6,7 +6,7 @@ import * as fs from 'fs';
  * tool is reported as unavailable (never as passed); under CI=true tests treat it as a failure.
  */
 export interface ToolSpec {
-  readonly id: 'qemu-img' | 'qemu-io' | 'libvhdi' | '7zz';
+  readonly id: 'qemu-img' | 'qemu-io' | 'libvhdi' | '7zz' | 'chromium';
   /** The Debian package that provides it. */
   readonly debianPackage: string;
   readonly probe: () => string | undefined; // version text, or undefined when absent
@@ -14,6 +14,7 @@ export interface ToolSpec {
 
 /** libvhdi's python bindings live in Debian's python, not in whatever python3 is first on PATH. */
 export const SYSTEM_PYTHON = '/usr/bin/python3';
+export const CHROMIUM = '/usr/bin/chromium';
 
 function firstLine(cmd: string, args: string[]): string | undefined {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 });
@@ -38,6 +39,8 @@ export const TOOLS: readonly ToolSpec[] = [
       return r.stdout.split('\n').find((l) => /7-Zip/.test(l))?.trim() ?? '7-Zip';
     },
   },
+  // Debian's chromium, for the reader report's rendering test (headless).
+  { id: 'chromium', debianPackage: 'chromium', probe: () => (fs.existsSync(CHROMIUM) ? firstLine(CHROMIUM, ['--version']) : undefined) },
 ];
 
 const cache = new Map<string, string | undefined>();
