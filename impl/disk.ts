@@ -111,6 +111,12 @@ export interface OpenOptions {
   readonly mode: 'rw' | 'ro';
   /** GUID source for the session's new GUIDs (FileWriteGuid, DataWriteGuid, LogGuid). */
   readonly guidSource?: GuidSource;
+  /**
+   * Accept two valid headers with equal SequenceNumbers when they are byte-identical (Disk2VHD
+   * writes such files; qemu accepts them). The spec has no current header then (HDR-5), so by
+   * default the open is refused.
+   */
+  readonly tolerateIdenticalHeaders?: boolean;
 }
 
 export type VhdxCreateOptions = CreateParams;
@@ -275,14 +281,14 @@ export class VhdxDisk {
 
   private static openWith(io: GuardedDevice, options: OpenOptions, newGuid: (() => string) | undefined): VhdxDisk {
     if (!options || (options.mode !== 'rw' && options.mode !== 'ro')) throw new VhdxUsageError('mode', `mode must be 'rw' or 'ro', got ${JSON.stringify(options?.mode)}`);
-    const state = VhdxDisk.readStructures(io, options.mode);
+    const state = VhdxDisk.readStructures(io, options.mode, options.tolerateIdenticalHeaders ?? false);
     const disk = new VhdxDisk(state, newGuid ?? guidGenerator(options.guidSource));
     if (state.replay && options.mode === 'rw') disk.replayOntoFile(state.replay.plan);
     else if (state.replay) disk.replayResult = state.replay.result;
     return disk;
   }
 
-  private static readStructures(io: GuardedDevice, mode: 'rw' | 'ro'): OpenedState {
+  private static readStructures(io: GuardedDevice, mode: 'rw' | 'ro', tolerateIdenticalHeaders: boolean): OpenedState {
     const warnings: string[] = [];
     // The identifier, both headers and both region tables: the first 320 KiB (§2.2); the rest of
     // the 1 MiB header section is reserved and never read.
@@ -291,7 +297,7 @@ export class VhdxDisk {
     if (fti.Signature !== SIGNATURE.fileTypeIdentifier) {
       throw new VhdxFormatError('FTI-1', `not a VHDX file: the first 8 bytes are ${JSON.stringify(fti.Signature)}, expected "vhdxfile"`, 0);
     }
-    const sel = selectHeader(section);
+    const sel = selectHeader(section, tolerateIdenticalHeaders);
     warnings.push(...sel.warnings);
     const h = sel.current;
     const hdrAt = HEADER_OFFSETS_BYTES[sel.slot];
@@ -404,7 +410,7 @@ export class VhdxDisk {
     const w = this.warningList;
     if (counts.reservedBits) w.push(`BAT-4: ${counts.reservedBits} BAT entries have nonzero reserved bits`);
     if (counts.reserved4) w.push(`BAT-7: ${counts.reserved4} payload entries use reserved state 4; reading them fails`);
-    if (counts.legacy5) w.push(`BAT-7: ${counts.legacy5} payload entries use state 5 (PAYLOAD_BLOCK_UNMAPPED in the v0.95 draft); read as unmapped (zeros)`);
+    if (counts.legacy5) w.push(`BAT-7: ${counts.legacy5} payload entries use state 5 (PAYLOAD_BLOCK_UNMAPPED in the v0.95 draft, reserved in v1.00); reading them fails`);
     if (counts.partial) w.push(`BAT-9: ${counts.partial} payload entries are PARTIALLY_PRESENT in a non-differencing file; reading them fails`);
     if (counts.sbPresent) w.push(`BAT-12: ${counts.sbPresent} sector bitmap entries are SB_BLOCK_PRESENT in a non-differencing file`);
     if (counts.sbOther) w.push(`BAT-8: ${counts.sbOther} sector bitmap entries use reserved states`);
@@ -801,7 +807,9 @@ export class VhdxDisk {
       const inBlock = v - b * bs;
       const n = Math.min(bs - inBlock, end - v);
       const index = this.bat.payloadIndex(b);
-      const data = this.bat.state(index) === ST.PAYLOAD_BLOCK_FULLY_PRESENT;
+      const st = this.bat.state(index);
+      this.refuseUnreadableState(b, index, st); // a map must not call zeros what read() refuses
+      const data = st === ST.PAYLOAD_BLOCK_FULLY_PRESENT;
       const fo = data ? this.bat.offsetBytes(index) + inBlock : undefined;
       const last = out[out.length - 1];
       if (last && last.data === data && (!data || last.fileOffsetBytes! + last.lengthBytes === fo)) last.lengthBytes += n;
@@ -809,6 +817,16 @@ export class VhdxDisk {
       v += n;
     }
     return out;
+  }
+
+  /**
+   * States a non-differencing file cannot hold: reading such a block is an error (notes §5.7 step 2;
+   * BAT-7, BAT-9). That includes 5, UNMAPPED of the v0.95 draft, which qemu still reads as zeros.
+   */
+  private refuseUnreadableState(block: number, index: number, state: number): void {
+    const at = this.regionTable.bat.fileOffsetBytes + index * 8;
+    if (state === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) throw new VhdxFormatError('BAT-9', `block ${block} is PARTIALLY_PRESENT, which is invalid in a non-differencing file`, at);
+    if (state === 4 || state === 5) throw new VhdxFormatError('BAT-7', `block ${block} has reserved state ${state}${state === 5 ? ' (UNMAPPED in the v0.95 draft; v1.00 uses 3)' : ''}`, at);
   }
 
   /** Like read(), into a caller's buffer (its length is the length read). */
@@ -846,11 +864,8 @@ export class VhdxDisk {
           runLen = n;
         }
       } else {
-        if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
-          throw new VhdxFormatError('BAT-9', `block ${b} is PARTIALLY_PRESENT, which is invalid in a non-differencing file`, this.regionTable.bat.fileOffsetBytes + index * 8);
-        }
-        if (st === 4) throw new VhdxFormatError('BAT-7', `block ${b} has reserved state 4`, this.regionTable.bat.fileOffsetBytes + index * 8);
-        // NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED and the legacy 5 read as zeros (notes §5.7).
+        this.refuseUnreadableState(b, index, st);
+        // NOT_PRESENT, UNDEFINED, ZERO and UNMAPPED read as zeros (notes §5.7 step 2).
         if (!targetIsZero) target.fill(0, v - offsetBytes, v - offsetBytes + n);
       }
       v += n;
@@ -890,9 +905,8 @@ export class VhdxDisk {
           const mb = bat.offsetMB(index);
           if (mb === 0) throw new VhdxFormatError('BAT-5', `block ${b} is FULLY_PRESENT at FileOffsetMB 0, inside the header section`, this.regionTable.bat.fileOffsetBytes + index * 8);
           base = mb * MiB;
-        } else if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT || st === 4) {
-          throw new VhdxFormatError(st === 4 ? 'BAT-7' : 'BAT-9', `block ${b} has state ${st}, which this non-differencing file cannot use`, this.regionTable.bat.fileOffsetBytes + index * 8);
         } else {
+          this.refuseUnreadableState(b, index, st); // never overwrite what we cannot read
           base = this.allocateBlock(b);
           targetSize = Math.max(targetSize, base + bs);
         }

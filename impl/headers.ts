@@ -77,11 +77,11 @@ export interface HeaderSelection {
 
 /**
  * §5.2: the current header is the only valid one, or the valid one with the strictly larger
- * SequenceNumber. Two valid headers with equal numbers have no current header (HDR-5) - except
- * when both 4 KiB structures are byte-identical, which we accept like qemu (Disk2VHD writes that),
+ * SequenceNumber. Two valid headers with equal numbers have no current header (HDR-5); with
+ * `tolerateIdentical`, two byte-identical ones are accepted like qemu does (Disk2VHD writes that),
  * with a warning. `section` holds at least the first 192 KiB of the file.
  */
-export function selectHeader(section: Uint8Array): HeaderSelection {
+export function selectHeader(section: Uint8Array, tolerateIdentical: boolean): HeaderSelection {
   const [o1, o2] = HEADER_OFFSETS_BYTES;
   const v1 = headerValid(section, o1);
   const v2 = headerValid(section, o2);
@@ -99,6 +99,9 @@ export function selectHeader(section: Uint8Array): HeaderSelection {
     const b = section.subarray(o2, o2 + HEADER_SIZE_BYTES);
     if (Buffer.compare(a, b) !== 0) {
       throw new VhdxFormatError('HDR-5', `no current header: both headers are valid with SequenceNumber ${h1.sequenceNumber} and they differ`, o1);
+    }
+    if (!tolerateIdentical) {
+      throw new VhdxFormatError('HDR-5', `no current header: both headers are valid with SequenceNumber ${h1.sequenceNumber} (byte-identical, as Disk2VHD writes them; open with tolerateIdenticalHeaders to accept)`, o1);
     }
     warnings.push(
       `HDR-5: both headers are valid with equal SequenceNumber ${h1.sequenceNumber} (no current header by the spec); accepted because they are byte-identical (Disk2VHD writes such files; qemu accepts them too)`,

@@ -1,4 +1,4 @@
-import { LOG_SECTOR_SIZE_BYTES, VhdxFormatError, formatOffset } from '../spec-model/format';
+import { LOG_SECTOR_SIZE_BYTES, MAX_REPLAY_TARGET_BYTES, VhdxFormatError, formatOffset } from '../spec-model/format';
 import type { BlockDevice } from './device';
 import { parseEntryAt, type ParsedEntry } from './log-format';
 import { OverlayDevice } from './overlay';
@@ -102,7 +102,7 @@ export interface ReplayResult {
 }
 
 /**
- * Checks the active sequence against the file (LOG-28, LOG-29) and returns it; throws
+ * Checks the active sequence against the file (LOG-28, LOG-29, LOG-38) and returns it; throws
  * VhdxFormatError when the log is not replayable.
  */
 export function planReplay(log: Uint8Array, logGuid: string, logOffsetBytes: number, fileSizeBytes: number): ActiveSequence {
@@ -116,6 +116,14 @@ export function planReplay(log: Uint8Array, logGuid: string, logOffsetBytes: num
       `the file is ${fileSizeBytes} bytes, shorter than the head entry's FlushedFileOffset ${seq.head.flushedFileOffsetBytes}: the file has been truncated`,
       logOffsetBytes + seq.head.positionBytes,
     );
+  }
+  for (const e of seq.entries) {
+    for (const u of e.updates) {
+      const end = u.fileOffsetBytes + (u.kind === 'data' ? S : u.lengthBytes);
+      if (end > MAX_REPLAY_TARGET_BYTES) {
+        throw new VhdxFormatError('LOG-38', `log entry ${e.sequenceNumber} updates the file up to byte ${end}, beyond any file a VHDX disk needs: not replayable`, logOffsetBytes + e.positionBytes);
+      }
+    }
   }
   return seq;
 }
@@ -148,7 +156,9 @@ export function applySequence(device: BlockDevice, seq: ActiveSequence): ReplayR
       if (end > size) device.setSize(end);
     }
   }
-  if (device.sizeBytes() < seq.head.lastFileOffsetBytes) device.setSize(seq.head.lastFileOffsetBytes);
+  // A LastFileOffset beyond any plausible file is not honoured (LOG-16), as the spec model does.
+  const last = seq.head.lastFileOffsetBytes;
+  if (device.sizeBytes() < last && last <= MAX_REPLAY_TARGET_BYTES) device.setSize(last);
   return {
     entriesApplied: seq.entries.length,
     headSequenceNumber: seq.head.sequenceNumber,

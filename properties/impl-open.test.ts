@@ -109,7 +109,7 @@ describe('impl open: refusals are typed, deviations are warnings', () => {
     expect(Buffer.from(after.read(0, 512)).equals(Buffer.alloc(512, 1))).toBe(true);
   });
 
-  test('equal SequenceNumbers: refused unless the headers are byte-identical (then a warning)', () => {
+  test('equal SequenceNumbers: refused (HDR-5); byte-identical ones accepted with a warning only when asked', () => {
     const { dev } = fresh();
     const h0 = readHeader(dev, 0);
     const h1 = readHeader(dev, 1);
@@ -117,10 +117,11 @@ describe('impl open: refusals are typed, deviations are warnings', () => {
     const e = openError(dev);
     expect(ruleOf(e)).toBe('HDR-5');
     writeHeader(dev, 0, h1);
-    const ok = VhdxDisk.open(dev, { mode: 'ro' });
+    expect(ruleOf(openError(dev))).toBe('HDR-5');
+    const ok = VhdxDisk.open(dev, { mode: 'ro', tolerateIdenticalHeaders: true });
     expect(ok.warnings.some((w) => /^HDR-5: .*byte-identical/.test(w))).toBe(true);
     // a rw session on such a file moves on to distinct sequence numbers
-    const rw = VhdxDisk.open(dev, { mode: 'rw' });
+    const rw = VhdxDisk.open(dev, { mode: 'rw', tolerateIdenticalHeaders: true });
     rw.write(0, Buffer.alloc(512, 2));
     rw.close();
     const after = VhdxDisk.open(dev, { mode: 'ro' });
@@ -246,7 +247,7 @@ describe('impl open: refusals are typed, deviations are warnings', () => {
     expect(Buffer.from(ro.read(2 * MiB, 4096)).equals(Buffer.alloc(4096, 0x5a))).toBe(true);
   });
 
-  test('legacy state 5 reads as zeros (warning); PARTIALLY_PRESENT fails reads with BAT-9', () => {
+  test('state 5 (v0.95 UNMAPPED, reserved in v1.00) fails reads and maps with BAT-7, PARTIALLY_PRESENT with BAT-9 (notes §5.7 step 2)', () => {
     const { dev, layout } = fresh();
     const bat = dev.read(layout.batOffsetBytes, 32);
     bat.fill(0, 0, 16);
@@ -255,14 +256,19 @@ describe('impl open: refusals are typed, deviations are warnings', () => {
     dev.write(layout.batOffsetBytes, bat);
     const ro = VhdxDisk.open(dev, { mode: 'ro' });
     expect(ro.warnings.some((w) => /state 5/.test(w))).toBe(true);
-    expect(Buffer.from(ro.read(0, 4096)).equals(Buffer.alloc(4096))).toBe(true);
-    let err: unknown;
-    try {
-      ro.read(MiB, 512);
-    } catch (e) {
-      err = e;
-    }
-    expect(err instanceof VhdxFormatError && err.ruleId).toBe('BAT-9');
+    const ruleOf = (fn: () => unknown): unknown => {
+      try {
+        fn();
+      } catch (e) {
+        return e instanceof VhdxFormatError ? e.ruleId : e;
+      }
+      return 'no error';
+    };
+    expect(ruleOf(() => ro.read(0, 4096))).toBe('BAT-7');
+    expect(ruleOf(() => ro.map(0, MiB))).toBe('BAT-7');
+    expect(ruleOf(() => ro.read(MiB, 512))).toBe('BAT-9');
+    expect(ruleOf(() => ro.map(MiB, MiB))).toBe('BAT-9');
+    expect(ruleOf(() => ro.read(2 * MiB, 512))).toBe('no error');
   });
 
   test('LogGuid is zero at rest after close, and the header carries the session GUIDs', () => {

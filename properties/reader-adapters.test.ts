@@ -67,6 +67,11 @@ test('verdicts: a readable image must give its digest, an unreadable one must be
   expect(judge(broken, { kind: 'refused', message: 'no' }).verdict).toBe('agrees');
   expect(judge(broken, { kind: 'content', digest: good.expect.contentDigest! }).verdict).toBe('accepted-broken');
   expect(judge(broken, { kind: 'crashed', message: 'timeout' }).verdict).toBe('crashed');
+  // readable by the spec model but breaking a MUST: refusing is right, reading must read right
+  const readableBroken = { ...good, expect: { ...good.expect, conformant: false, errors: ['BAT-23'] } };
+  expect(judge(readableBroken, { kind: 'refused', message: 'no' }).verdict).toBe('agrees');
+  expect(judge(readableBroken, { kind: 'content', digest: good.expect.contentDigest! }).verdict).toBe('agrees');
+  expect(judge(readableBroken, { kind: 'content', digest: 'v1:' + '0'.repeat(64) }).verdict).toBe('wrong-content');
 });
 
 test('the test corpus has what the reader tests rely on', () => {

@@ -54,9 +54,10 @@ const entryArb = fc.record({
   tailBack: fc.integer({ min: -1, max: 4 }),
   randomTailSector: fc.nat(63),
   otherGuid: fc.constantFrom(false, false, false, true),
-  flushedMB: fc.integer({ min: 0, max: 8 }),
-  lastMB: fc.integer({ min: 0, max: 9 }),
-  updates: fc.array(fc.record({ zero: fc.boolean(), targetSector: fc.nat(2047), lengthSectors: fc.integer({ min: 1, max: 300 }), fill: fc.integer({ min: 1, max: 255 }) }), { maxLength: 3 }),
+  // 2^40 MiB = 2^60 bytes: beyond any plausible file (LOG-16, LOG-29, LOG-38)
+  flushedMB: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0, max: 8 }) }, { weight: 1, arbitrary: fc.constant(2 ** 40) }),
+  lastMB: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0, max: 9 }) }, { weight: 1, arbitrary: fc.constant(2 ** 40) }),
+  updates: fc.array(fc.record({ zero: fc.boolean(), targetSector: fc.oneof({ weight: 19, arbitrary: fc.nat(2047) }, { weight: 1, arbitrary: fc.constant(2 ** 38) }), lengthSectors: fc.integer({ min: 1, max: 300 }), fill: fc.integer({ min: 1, max: 255 }) }), { maxLength: 3 }),
   edit: fc.option(fc.record({ field: fc.constantFrom(...EDIT_FIELDS), value: fc.oneof(fc.nat(8), fc.constantFrom(4095, 4096, 8192, 0x7fffffff, 0xffffffff)), which: fc.nat(3) }), { freq: 3, nil: undefined }),
 });
 const logCaseArb: fc.Arbitrary<LogCase> = fc.record({
@@ -153,7 +154,8 @@ function viaModel(c: LogCase, file: Uint8Array): Outcome {
   const header = HEADER.decode(new Uint8Array(HEADER.sizeBytes), 0);
   const source = new MemorySource(file);
   const r = modelPlanReplay(source, { ...header, LogGuid: GUIDS[0], LogOffset: BigInt(LOG_AT_BYTES), LogLength: c.logSectors * S });
-  if (!r.ok) return { refused: r.findings.find((f) => f.severity === 'error')?.rule ?? '?' };
+  // the reason for the refusal: no sequence (LOG-28), a truncated file (LOG-29), an implausible target (LOG-38)
+  if (!r.ok) return { refused: [...r.findings].reverse().find((f) => ['LOG-28', 'LOG-29', 'LOG-38'].includes(f.rule))?.rule ?? '?' };
   const view = replayedView(source, r.plan);
   return { entries: r.plan.sequence.map((e) => e.header.SequenceNumber), bytes: Buffer.from(view.read(0, view.sizeBytes)) };
 }

@@ -11,7 +11,7 @@ import {
   MiB,
   REGION_TABLE_OFFSETS_BYTES,
   SIGNATURE,
-  TiB,
+  MAX_REPLAY_TARGET_BYTES,
   ZERO_DESCRIPTOR,
   ZeroDescriptor,
   checksumWithFieldZeroed,
@@ -75,8 +75,7 @@ export type ReplayResult =
   | { ok: true; plan: ReplayPlan; scan: LogScan; findings: Finding[] }
   | { ok: false; scan: LogScan; findings: Finding[] };
 
-/** No file a 64 TiB disk needs reaches this far; a target beyond it is hostile, not a legal update. */
-export const MAX_REPLAY_TARGET_BYTES = 256 * TiB;
+export { MAX_REPLAY_TARGET_BYTES };
 /** Invalid-entry details kept per scan; the rest are only counted. */
 const MAX_INVALID_ENTRIES_REPORTED = 64;
 

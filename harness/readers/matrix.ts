@@ -9,7 +9,8 @@ import { Availability, ReadResult, ReaderAdapter, Verdict, VERDICT_TEXT } from '
 
 /*
  * The reader matrix: every manifest image through every reader, each outcome judged against the
- * manifest. A readable image must give expect.contentDigest; an unreadable one must be refused.
+ * manifest. A readable image must give expect.contentDigest (one that breaks a MUST may be refused
+ * instead); an unreadable one must be refused.
  */
 
 export const READER_REPORT_SCHEMA = 'vhdx-conform/reader/v1';
@@ -86,6 +87,9 @@ export function judge(image: ManifestImage, r: ReadResult): { verdict: Verdict; 
   const note = r.note ? ` [${r.note}]` : '';
   if (r.kind === 'crashed') return { verdict: 'crashed', detail: r.message + note };
   if (image.expect.readable) {
+    // An image that breaks a MUST (errors) but that the spec model can still read may be refused:
+    // a reader that stops at a broken rule is right; one that reads must read the right content.
+    if (r.kind === 'refused' && !image.expect.conformant) return { verdict: 'agrees', detail: `refused an image that breaks ${image.expect.errors.join(', ')} (allowed): ${r.message}${note}` };
     if (r.kind === 'refused') return { verdict: 'refused-good', detail: r.message + note };
     if (r.digest === image.expect.contentDigest) return { verdict: 'agrees', detail: r.digest + note };
     return { verdict: 'wrong-content', detail: `read ${r.digest}, expected ${image.expect.contentDigest}${image.expect.needsReplay ? ' (the image needs log replay)' : ''}${note}` };

@@ -121,6 +121,11 @@ export const FileParametersFlag = {
 
 // §2.6.2.2, §2.6.2.4, §2.6.2.5
 export const MAX_VIRTUAL_DISK_SIZE_BYTES = 64 * TiB;
+/**
+ * No file a 64 TiB disk needs reaches this far (a 64 TiB fixed disk plus its metadata is far
+ * below it): a log update or LastFileOffset beyond it is hostile, not a legal update (LOG-16, LOG-38).
+ */
+export const MAX_REPLAY_TARGET_BYTES = 256 * TiB;
 export const SECTOR_SIZES_BYTES = [512, 4096] as const;
 
 // §2.6.2.6.3
