@@ -538,8 +538,8 @@ export class ScenarioRunner {
 
   /**
    * Differential: the driver (read-only) and the oracle either both refuse the image or both
-   * choose the same current header (§2.2.2) and read the same bytes on every touched unit. The
-   * oracle tolerates byte-identical headers with equal sequence numbers, as the driver does.
+   * choose the same current header (§2.2.2) and read the same bytes on every touched unit. Both
+   * are strict: byte-identical headers with equal sequence numbers have no current header (HDR-5).
    */
   private compareDriverAndOracle(image: CowImage, index: number, where: string): void {
     const lss = this.model.logicalSectorSizeBytes;
@@ -549,7 +549,7 @@ export class ScenarioRunner {
     let fromOracle: { seq: bigint; read: (u: number) => Uint8Array } | undefined;
     let driver: VhdxDisk | undefined;
     try {
-      const o = openOracle(image, { tolerateIdenticalHeaders: true });
+      const o = openOracle(image);
       fromOracle = { seq: o.currentHeader.SequenceNumber, read: unitReader((off, len) => o.read(off, len), lss) };
     } catch (e) {
       if (!(e instanceof VhdxError)) throw e;

@@ -1,21 +1,14 @@
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import * as zlib from 'zlib';
 import { Worker } from 'worker_threads';
-import { VhdxError, VhdxFormatError, VhdxParentNotFoundError } from '../spec-model/format/errors';
-import { digestV1 } from '../spec-model/digest';
-import { inspect } from '../spec-model/inspect';
-import { openOracle } from '../spec-model/read';
-import { FileSource } from '../spec-model/source';
-import { MiB } from '../spec-model/format';
-import { MemoryDevice, VhdxDisk } from '../impl';
+import { exportCorpus } from './corpus';
+import { modelVerdict } from './corpus/expect';
+import { allBuiltInReaders } from './readers/adapters';
+import { OWN_READERS, readerMatrixSection, type ReaderMatrixRow } from './readers/matrix';
 import { runCampaign, CampaignResult } from './campaign';
 import { PROPERTIES, defaultSeed } from './properties';
 import { CreateParams } from './events';
-import { patternBytes } from './patterns';
-import { THIRD_PARTY_EXPECTATIONS, findThirdPartyDir, provenanceDigests } from './third-party';
 import { JUnitCase, junitXml } from './xml';
 
 /*
@@ -27,7 +20,22 @@ export interface CorpusCheck {
   readonly image: string;
   readonly source: 'recipe' | 'third-party';
   readonly ok: boolean;
+  /** Not checked here (e.g. the third-party folder is missing): listed, never counted as passed. */
+  readonly skipped?: boolean;
   readonly detail: string;
+}
+
+/**
+ * The reader matrix in the suite. `ok` is about vhdx-conform's own readers (impl-ro, impl-rw,
+ * oracle); what a peer gets wrong is a finding about the peer, counted in `peerFindings` and listed
+ * in the rows, not a failure of the suite (`vhdx-conform reader` exits 1 on those).
+ */
+export interface ReaderSection {
+  readonly rows: ReaderMatrixRow[];
+  readonly unavailable: { reader: string; reason: string }[];
+  readonly notRun: readonly string[];
+  readonly ok: boolean;
+  readonly peerFindings: number;
 }
 
 export interface SuiteOptions {
@@ -42,95 +50,78 @@ export interface SuiteOptions {
 
 export interface SuiteResult {
   readonly corpus: CorpusCheck[];
+  readonly readers: ReaderSection;
   readonly properties: CampaignResult[];
   readonly ok: boolean;
   readonly elapsedMs: number;
 }
 
-interface Recipe {
-  readonly name: string;
-  readonly params: Parameters<typeof VhdxDisk.create>[1];
-  readonly writes: number;
-}
-
-/** Small images our driver writes, each checked by the checker and read back by the oracle. */
-const RECIPES: readonly Recipe[] = [
-  { name: 'dynamic-512-1M', params: { virtualSizeBytes: 16 * MiB, blockSizeBytes: MiB, logicalSectorSizeBytes: 512 }, writes: 40 },
-  { name: 'dynamic-4096-32M', params: { virtualSizeBytes: 96 * MiB, blockSizeBytes: 32 * MiB, logicalSectorSizeBytes: 4096, physicalSectorSizeBytes: 4096 }, writes: 20 },
-  { name: 'fixed-512-2M', params: { virtualSizeBytes: 8 * MiB, blockSizeBytes: 2 * MiB, type: 'fixed' }, writes: 20 },
-  { name: 'dynamic-256M-sparse', params: { virtualSizeBytes: 512 * MiB, blockSizeBytes: 256 * MiB }, writes: 8 },
+/**
+ * The corpus images the suite exports, checks and reads within its budget: one of each kind a
+ * reader must get right (every payload state, both sector sizes, fixed, dirty logs of each shape,
+ * each header state, hostile and must-refuse images), then every third-party image. The whole
+ * corpus is `vhdx-conform corpus export` plus `vhdx-conform reader`.
+ */
+export const SUITE_SAMPLE: readonly string[] = [
+  'builder-all-states',
+  'impl-dynamic-512-1M',
+  'impl-dynamic-4096-1M',
+  'impl-fixed-512-1M',
+  'impl-trimmed',
+  'dirty-single-entry',
+  'dirty-wrapped',
+  'dirty-zero-descriptors',
+  'dirty-torn-second-entry',
+  'crash-torn-log-write',
+  'header-slot1-invalid',
+  'header-slot2-invalid',
+  'crash-header-one-updated',
+  'hostile-headers-both-invalid',
+  'hostile-region-count',
+  'HDR-5-fail-2',
+  'BAT-7-fail-2',
+  'LOG-28-fail-1',
+  'VDS-1-fail-1',
+  'third-party-fixed',
+  'third-party-dynamic',
+  'third-party-differencing',
+  'third-party-vhdx-log-replay',
+  'third-party-swap',
+  'third-party-iotest-dirtylog-10G-4M',
+  'third-party-test-disk2vhd',
+  'third-party-mkimg-1x1-512-gpt',
 ];
 
-function recipeChecks(): CorpusCheck[] {
-  return RECIPES.map((r) => {
-    const dev = new MemoryDevice();
-    const disk = VhdxDisk.create(dev, r.params);
-    const lss = r.params.logicalSectorSizeBytes ?? 512;
-    let seed = 1;
-    for (let i = 0; i < r.writes; i++) {
-      const len = lss * (1 + ((i * 7) % 16));
-      const offset = Math.floor(((i * 2654435761) % (r.params.virtualSizeBytes - len)) / lss) * lss;
-      disk.write(offset, patternBytes(seed++, offset, len));
-      if (i % 5 === 4) disk.flush();
-    }
-    const expected = digestV1({ virtualSizeBytes: r.params.virtualSizeBytes, read: (o, l) => disk.read(o, l) });
-    disk.close();
-    const source = { name: r.name, sizeBytes: dev.sizeBytes(), read: (o: number, l: number) => dev.read(o, Math.max(0, Math.min(l, dev.sizeBytes() - o))) };
-    const errors = inspect(source).findings.filter((f) => f.severity === 'error');
-    const got = digestV1(openOracle(source));
-    const ok = errors.length === 0 && got === expected;
-    return { image: r.name, source: 'recipe', ok, detail: ok ? `no error finding; oracle digest ${got}` : `${errors.map((f) => f.rule).join(', ') || 'no error'}; oracle ${got} vs driver ${expected}` };
+/** Exports the sample and checks each image's verdict and content with the spec model against the manifest. */
+async function corpusChecks(dir: string): Promise<CorpusCheck[]> {
+  const { manifest, skipped } = await exportCorpus(dir, { ids: [...SUITE_SAMPLE], qemu: false });
+  const checks: CorpusCheck[] = manifest.images.map((img) => {
+    const got = modelVerdict(fs.readFileSync(path.join(dir, img.file)), img.file).expectation;
+    const want = img.expect;
+    const problems: string[] = [];
+    if (got.errors.join() !== want.errors.join()) problems.push(`errors [${got.errors.join(', ')}], manifest [${want.errors.join(', ')}]`);
+    if (got.warnings.join() !== want.warnings.join()) problems.push(`warnings [${got.warnings.join(', ')}], manifest [${want.warnings.join(', ')}]`);
+    if (got.needsReplay !== want.needsReplay) problems.push(`needs replay ${got.needsReplay}, manifest ${want.needsReplay}`);
+    if (got.contentDigest !== want.contentDigest) problems.push(`content ${got.contentDigest ?? 'unreadable'}, manifest ${want.contentDigest ?? 'unreadable'}`);
+    const source = img.origin.thirdPartyFile ? 'third-party' : 'recipe';
+    const summary = `${want.errors.length ? 'errors ' + want.errors.join(', ') : 'no error'}; ${want.contentDigest ?? 'refused, as it must be'}`;
+    return { image: img.id, source, ok: problems.length === 0, detail: problems.join('; ') || summary };
   });
+  // A third-party image that cannot be had here is listed, never passed.
+  for (const s of skipped) checks.push({ image: s.id, source: 'third-party', ok: true, skipped: true, detail: `not checked: ${s.reason}` });
+  return checks;
 }
 
-function decompress(file: string, out: string): boolean {
-  if (file.endsWith('.gz')) {
-    fs.writeFileSync(out, zlib.gunzipSync(fs.readFileSync(file)));
-    return true;
-  }
-  const r = spawnSync('bzip2', ['-dc', file], { maxBuffer: 1 << 30 });
-  if (r.error || r.status !== 0) return false;
-  fs.writeFileSync(out, r.stdout);
-  return true;
-}
-
-function thirdPartyChecks(): CorpusCheck[] {
-  const dir = findThirdPartyDir();
-  if (!dir) return [];
-  const digests = provenanceDigests(dir);
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vhdx-suite-'));
-  try {
-    return THIRD_PARTY_EXPECTATIONS.map((x) => {
-      const image = path.join(tmp, x.file.replace(/\.(gz|bz2)$/, ''));
-      if (!decompress(path.join(dir, x.file), image)) return { image: x.file, source: 'third-party', ok: false, detail: 'unavailable: bzip2 is not installed (apt-get install bzip2)' };
-      const source = new FileSource(image);
-      try {
-        const r = inspect(source);
-        const errors = [...new Set(r.findings.filter((f) => f.severity === 'error').map((f) => f.rule))].sort();
-        const problems: string[] = [];
-        if (errors.join() !== [...x.errors].sort().join()) problems.push(`errors ${errors.join(', ') || 'none'}, expected ${x.errors.join(', ') || 'none'}`);
-        if (r.log.needsReplay !== x.needsReplay) problems.push(`needs replay ${r.log.needsReplay}, expected ${x.needsReplay}`);
-        let content = '';
-        try {
-          const disk = openOracle(source, { imagePath: image, tolerateIdenticalHeaders: x.tolerantOnly });
-          content = digestV1(disk);
-          if (content !== digests.get(x.file)) problems.push(`digest ${content}, expected ${digests.get(x.file)}`);
-        } catch (e) {
-          if (!(x.parentMissing && e instanceof VhdxParentNotFoundError)) problems.push(`content unreadable: ${(e as Error).message}`);
-          else content = 'parent not found (expected)';
-        }
-        return { image: x.file, source: 'third-party', ok: problems.length === 0, detail: problems.join('; ') || `as expected; ${content}` };
-      } catch (e) {
-        if (e instanceof VhdxError && !(e instanceof VhdxFormatError)) return { image: x.file, source: 'third-party', ok: false, detail: e.message };
-        throw e;
-      } finally {
-        source.close();
-        fs.rmSync(image, { force: true });
-      }
-    });
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
+/** The reader matrix over the exported sample for every built-in reader, until `deadline`. */
+async function readerChecks(dir: string, deadline: number): Promise<ReaderSection> {
+  const s = await readerMatrixSection(dir, allBuiltInReaders(), { deadline });
+  return {
+    rows: s.rows,
+    unavailable: s.unavailable,
+    notRun: s.matrix.notRun,
+    ok: s.ownOk,
+    peerFindings: s.rows.filter((r) => !OWN_READERS.includes(r.reader) && r.verdict !== 'agrees' && r.verdict !== 'unavailable').length,
+  };
 }
 
 /** Runs one property for `sliceMs`: campaigns with successive seeds of the shard until the time is up or one fails. */
@@ -172,7 +163,17 @@ export const WORKER_SCRIPT = path.join(__dirname, 'suite-worker.js');
 export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   const t0 = Date.now();
   o.onProgress?.({ phase: 'corpus', elapsedMs: 0, crashStates: 0, runs: 0 });
-  const corpus = [...recipeChecks(), ...thirdPartyChecks()];
+  const corpusDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vhdx-suite-corpus-'));
+  let corpus: CorpusCheck[];
+  let readers: ReaderSection;
+  try {
+    corpus = await corpusChecks(corpusDir);
+    o.onProgress?.({ phase: 'readers', elapsedMs: Date.now() - t0, crashStates: 0, runs: 0 });
+    // The readers get a third of what is left; the property campaign the rest.
+    readers = await readerChecks(corpusDir, Date.now() + Math.max(0, o.budgetMs - (Date.now() - t0)) / 3);
+  } finally {
+    fs.rmSync(corpusDir, { recursive: true, force: true });
+  }
   const ids = PROPERTIES.map((p) => p.id);
   const workers = fs.existsSync(WORKER_SCRIPT) ? Math.max(1, Math.min(o.workers ?? os.availableParallelism(), ids.length)) : 1;
   const groups: string[][] = Array.from({ length: workers }, () => []);
@@ -199,8 +200,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   };
   const results = (await Promise.all(groups.map((g, w) => runGroup(w, g)))).flat();
   const properties = ids.map((id) => results.find((r) => r.id === id)!);
-  const ok = corpus.every((c) => c.ok) && properties.every((p) => !p.failed);
-  return { corpus, properties, ok, elapsedMs: Date.now() - t0 };
+  const ok = corpus.every((c) => c.ok) && readers.ok && properties.every((p) => !p.failed);
+  return { corpus, readers, properties, ok, elapsedMs: Date.now() - t0 };
 }
 
 export interface WorkerJob {
@@ -244,7 +245,9 @@ function addStats(a: CampaignResult['stats'], b: CampaignResult['stats']): Campa
 export function suiteTable(r: SuiteResult): string {
   const lines: string[] = [];
   lines.push('corpus:');
-  for (const c of r.corpus) lines.push(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.source.padEnd(11)} ${c.image.padEnd(34)} ${c.detail}`);
+  for (const c of r.corpus) lines.push(`  ${c.skipped ? 'skip' : c.ok ? 'ok  ' : 'FAIL'} ${c.source.padEnd(11)} ${c.image.padEnd(34)} ${c.detail}`);
+  lines.push('');
+  lines.push(readerTable(r.readers));
   lines.push('');
   lines.push('property   runs  steps  crash states  states/s  flush points  faults  failures  first seed  time');
   for (const p of r.properties) {
@@ -256,8 +259,25 @@ export function suiteTable(r: SuiteResult): string {
   }
   const crash = r.properties.reduce((n, p) => n + p.stats.crashStatesChecked, 0);
   lines.push('');
-  lines.push(`${r.ok ? 'PASS' : 'FAIL'}: ${r.corpus.length} corpus images, ${r.properties.length} properties, ${crash} crash states checked in ${(r.elapsedMs / 1000).toFixed(1)} s`);
+  const readImages = new Set(r.readers.rows.map((x) => x.image)).size;
+  lines.push(
+    `${r.ok ? 'PASS' : 'FAIL'}: ${r.corpus.filter((c) => !c.skipped).length} corpus images checked, ${readImages} read by ${new Set(r.readers.rows.filter((x) => x.verdict !== 'unavailable').map((x) => x.reader)).size} readers (${r.readers.peerFindings} peer findings), ${r.properties.length} properties, ${crash} crash states checked in ${(r.elapsedMs / 1000).toFixed(1)} s`,
+  );
   return lines.join('\n') + '\n';
+}
+
+/** Images x readers, one line per image; peers' disagreements listed below as findings. */
+function readerTable(s: ReaderSection): string {
+  const readers = [...new Set(s.rows.map((r) => r.reader))];
+  const images = [...new Set(s.rows.map((r) => r.image))];
+  const lines = [`readers (${s.ok ? "vhdx-conform's own readers agree with the manifest" : "vhdx-conform's own readers DISAGREE with the manifest"}):`];
+  lines.push(`  ${'image'.padEnd(36)} ${readers.map((r) => r.padEnd(12)).join(' ')}`);
+  const short: Record<string, string> = { agrees: 'agrees', 'wrong-content': 'WRONG', 'accepted-broken': 'ACCEPTED', 'refused-good': 'REFUSED', crashed: 'CRASHED', unavailable: '-' };
+  for (const img of images) lines.push(`  ${img.padEnd(36)} ${readers.map((rd) => (short[s.rows.find((x) => x.image === img && x.reader === rd)?.verdict ?? 'unavailable'] ?? '?').padEnd(12)).join(' ')}`);
+  for (const u of s.unavailable) lines.push(`  unavailable: ${u.reader}: ${u.reason}`);
+  if (s.notRun.length) lines.push(`  not read within the budget: ${s.notRun.join(', ')}`);
+  for (const f of s.rows.filter((x) => x.verdict !== 'agrees' && x.verdict !== 'unavailable')) lines.push(`  ${OWN_READERS.includes(f.reader) ? 'FAIL' : 'finding'} ${f.image} / ${f.reader}: ${f.verdictText}: ${f.detail.slice(0, 160)}`);
+  return lines.join('\n');
 }
 
 export function writeSuiteReports(r: SuiteResult, dir: string, toolVersion: string): { json: string; junit: string } {
@@ -265,13 +285,21 @@ export function writeSuiteReports(r: SuiteResult, dir: string, toolVersion: stri
   const json = path.join(dir, 'suite.json');
   const junit = path.join(dir, 'suite.junit.xml');
   fs.writeFileSync(json, JSON.stringify({ schema: 'vhdx-conform/suite/v1', tool: { name: 'vhdx-conform', version: toolVersion }, ...r }, null, 2) + '\n');
-  const corpusCases: JUnitCase[] = r.corpus.map((c) => ({ classname: `corpus.${c.source}`, name: c.image, failure: c.ok ? undefined : c.detail, output: c.ok ? c.detail : undefined }));
+  const corpusCases: JUnitCase[] = r.corpus.map((c) => ({ classname: `corpus.${c.source}`, name: c.image, skipped: c.skipped ? c.detail : undefined, failure: c.ok ? undefined : c.detail, output: c.ok && !c.skipped ? c.detail : undefined }));
+  // A peer's disagreement is reported (system-out), not failed; an unavailable reader is skipped.
+  const readerCases: JUnitCase[] = r.readers.rows.map((x) => ({
+    classname: `readers.${x.reader}`,
+    name: x.image,
+    skipped: x.verdict === 'unavailable' ? x.detail : undefined,
+    failure: OWN_READERS.includes(x.reader) && x.verdict !== 'agrees' && x.verdict !== 'unavailable' ? `${x.verdictText}: ${x.detail}` : undefined,
+    output: x.verdict === 'unavailable' ? undefined : `${x.verdictText}: ${x.detail}`,
+  }));
   const propertyCases: JUnitCase[] = r.properties.map((p) => ({
     classname: 'properties',
     name: `${p.id} (seed ${p.seed}, ${p.runs} runs, ${p.stats.crashStatesChecked} crash states)`,
     failure: p.failed ? `${p.report}\ncounterexample: ${p.counterexampleFile}` : undefined,
     timeSeconds: p.elapsedMs / 1000,
   }));
-  fs.writeFileSync(junit, junitXml([{ name: 'corpus', cases: corpusCases }, { name: 'properties', cases: propertyCases }]));
+  fs.writeFileSync(junit, junitXml([{ name: 'corpus', cases: corpusCases }, { name: 'readers', cases: readerCases }, { name: 'properties', cases: propertyCases }]));
   return { json, junit };
 }

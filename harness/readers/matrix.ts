@@ -42,6 +42,8 @@ export interface ReaderMatrix {
   readonly readers: readonly ReaderInfo[];
   readonly images: readonly ManifestImage[];
   readonly cells: readonly MatrixCell[];
+  /** Images of the manifest left out because the deadline had passed. */
+  readonly notRun: readonly string[];
   /** Every available reader agrees on every image. */
   readonly ok: boolean;
   readonly elapsedMs: number;
@@ -106,6 +108,8 @@ export interface MatrixOptions {
   readonly onCell?: (cell: MatrixCell) => void;
   /** Parent of the per-read scratch folders (default: the OS temp folder). */
   readonly scratchRoot?: string;
+  /** Date.now() after which no further image is started; the rest are listed in `notRun`. */
+  readonly deadline?: number;
 }
 
 /** Runs every image through every available reader, one at a time (peers are heavy; cores are few). */
@@ -119,9 +123,14 @@ export async function runReaderMatrix(corpusDir: string, adapters: readonly Read
   }
   const readers: ReaderInfo[] = adapters.map((a) => ({ id: a.id, description: a.description, availability: a.available(), explicit: options.explicit?.includes(a.id) ?? false }));
   const cells: MatrixCell[] = [];
+  const notRun: string[] = [];
   const scratchRoot = fs.mkdtempSync(path.join(options.scratchRoot ?? os.tmpdir(), 'vhdx-conform-reader-'));
   try {
     for (const image of manifest.images) {
+      if (options.deadline !== undefined && Date.now() > options.deadline) {
+        notRun.push(image.id);
+        continue;
+      }
       const imagePath = path.join(corpusDir, image.file);
       adapters.forEach((adapter, k) => {
         const info = readers[k];
@@ -156,7 +165,8 @@ export async function runReaderMatrix(corpusDir: string, adapters: readonly Read
   const imageOrder = new Map(manifest.images.map((m, i) => [m.id, i]));
   cells.sort((a, b) => imageOrder.get(a.imageId)! - imageOrder.get(b.imageId)! || order.get(a.readerId)! - order.get(b.readerId)!);
   const ok = cells.every((c) => c.verdict === 'agrees' || c.verdict === 'unavailable');
-  return { schema: READER_REPORT_SCHEMA, corpusDir, corpusNote: options.corpusNote, readers, images: manifest.images, cells, ok, elapsedMs: performance.now() - t0 };
+  const run = manifest.images.filter((i) => !notRun.includes(i.id));
+  return { schema: READER_REPORT_SCHEMA, corpusDir, corpusNote: options.corpusNote, readers, images: run, notRun, cells, ok, elapsedMs: performance.now() - t0 };
 }
 
 export function cellOf(m: ReaderMatrix, imageId: string, readerId: string): MatrixCell | undefined {
@@ -172,12 +182,20 @@ export interface ReaderMatrixRow {
   readonly detail: string;
 }
 
-export async function readerMatrixSection(corpusDir: string, adapters: readonly ReaderAdapter[]): Promise<{ rows: ReaderMatrixRow[]; unavailable: { reader: string; reason: string }[]; ok: boolean; matrix: ReaderMatrix }> {
-  const matrix = await runReaderMatrix(corpusDir, adapters);
+/** Readers that are vhdx-conform itself: their disagreements are failures of the suite; a peer's are findings about the peer. */
+export const OWN_READERS: readonly string[] = ['impl-ro', 'impl-rw', 'oracle'];
+
+export async function readerMatrixSection(
+  corpusDir: string,
+  adapters: readonly ReaderAdapter[],
+  options: MatrixOptions = {},
+): Promise<{ rows: ReaderMatrixRow[]; unavailable: { reader: string; reason: string }[]; ok: boolean; ownOk: boolean; matrix: ReaderMatrix }> {
+  const matrix = await runReaderMatrix(corpusDir, adapters, options);
   return {
     rows: matrix.cells.map((c) => ({ image: c.imageId, reader: c.readerId, verdict: c.verdict, verdictText: VERDICT_TEXT[c.verdict], detail: c.detail })),
     unavailable: matrix.readers.filter((r) => !r.availability.ok).map((r) => ({ reader: r.id, reason: (r.availability as { reason: string }).reason })),
     ok: matrix.ok,
+    ownOk: matrix.cells.every((c) => !OWN_READERS.includes(c.readerId) || c.verdict === 'agrees'),
     matrix,
   };
 }
