@@ -29,17 +29,11 @@ import { guidN, mutation } from './mutations';
 export const RECIPES_DIR_NAME = 'corpus/recipes';
 
 /** The JSON-able subset of the builder's options, plus generated user items (MD-13 needs 1025). */
-export interface BuilderJson {
-  diskType?: 'dynamic' | 'fixed' | 'differencing';
-  virtualSizeBytes?: number;
-  blockSizeBytes?: number;
-  logicalSectorSizeBytes?: number;
-  physicalSectorSizeBytes?: number;
-  fullBlocks?: number[];
-  partialBlocks?: { block: number; sectors: [number, number][] }[];
-  fixedState?: 'full' | 'zero';
-  metadataRegionLengthBytes?: number;
-  batRegionLengthBytes?: number;
+export interface BuilderJson
+  extends Pick<
+    BuildOptions,
+    'diskType' | 'virtualSizeBytes' | 'blockSizeBytes' | 'logicalSectorSizeBytes' | 'physicalSectorSizeBytes' | 'fullBlocks' | 'partialBlocks' | 'fixedState' | 'metadataRegionLengthBytes' | 'batRegionLengthBytes'
+  > {
   extraMetadata?: { itemId: string; flags: number; lengthBytes: number; offset?: number; reserved2?: number }[];
   /** This many extra zero-length user items with GUIDs 00000000-0000-4000-8000-<n>. */
   userItemCount?: number;

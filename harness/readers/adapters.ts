@@ -46,45 +46,34 @@ function digestDisk(disk: VhdxDisk): string {
 
 const always = (version: string): Availability => ({ ok: true, version });
 
-/** impl opened read-only: a dirty log is replayed in memory. */
-export const implRo: ReaderAdapter = {
-  id: 'impl-ro',
-  description: 'vhdx-conform impl, read-only open (replays a dirty log in memory)',
-  available: () => always(`impl ${IMPL_VERSION}`),
-  async read(imagePath) {
-    try {
-      const disk = VhdxDisk.openFile(imagePath, { mode: 'ro' });
+/** impl opened read-only (a dirty log replayed in memory), or read-write on a copy (replayed by writing, as a driver would). */
+function implReader(mode: 'ro' | 'rw'): ReaderAdapter {
+  return {
+    id: `impl-${mode}`,
+    description: mode === 'ro' ? 'vhdx-conform impl, read-only open (replays a dirty log in memory)' : 'vhdx-conform impl, read-write open of a copy (replays a dirty log onto the file)',
+    available: () => always(`impl ${IMPL_VERSION}`),
+    async read(imagePath, scratchDir) {
       try {
-        return { kind: 'content', digest: digestDisk(disk) };
-      } finally {
-        disk.close();
+        let file = imagePath;
+        if (mode === 'rw') {
+          file = path.join(scratchDir, 'impl-rw.vhdx');
+          fs.copyFileSync(imagePath, file);
+        }
+        const disk = VhdxDisk.openFile(file, { mode });
+        try {
+          return { kind: 'content', digest: digestDisk(disk) };
+        } finally {
+          disk.close();
+        }
+      } catch (e) {
+        return caught(e);
       }
-    } catch (e) {
-      return caught(e);
-    }
-  },
-};
+    },
+  };
+}
 
-/** impl opened read-write on a copy: a dirty log is replayed by writing, as a driver would. */
-export const implRw: ReaderAdapter = {
-  id: 'impl-rw',
-  description: 'vhdx-conform impl, read-write open of a copy (replays a dirty log onto the file)',
-  available: () => always(`impl ${IMPL_VERSION}`),
-  async read(imagePath, scratchDir) {
-    const copy = path.join(scratchDir, 'impl-rw.vhdx');
-    try {
-      fs.copyFileSync(imagePath, copy);
-      const disk = VhdxDisk.openFile(copy, { mode: 'rw' });
-      try {
-        return { kind: 'content', digest: digestDisk(disk) };
-      } finally {
-        disk.close();
-      }
-    } catch (e) {
-      return caught(e);
-    }
-  },
-};
+export const implRo = implReader('ro');
+export const implRw = implReader('rw');
 
 /** The spec-model reader: strict §2.2.2 header choice, replay in memory. */
 export const oracle: ReaderAdapter = {
