@@ -5,6 +5,11 @@ import { ManifestImage } from '../harness/corpus/manifest';
 import { mutation } from '../harness/corpus/mutations';
 import { Recipe, loadRecipes, parseRecipe, runRecipe } from '../harness/corpus/recipes';
 import { tagProblems } from '../harness/corpus/tags';
+import { judge } from '../harness/readers/matrix';
+import type { ReadResult } from '../harness/readers/types';
+import { MemoryDevice, VhdxDisk } from '../impl';
+import { digestV1 } from '../spec-model/digest';
+import { VhdxError, VhdxInternalError } from '../spec-model/format/errors';
 
 /*
  * Every recipe regenerated in memory: the bytes must be the manifest's (sha256), the spec model
@@ -38,6 +43,20 @@ describe('corpus recipes regenerate byte-for-byte and match their expectations',
     const v = modelVerdict(out.bytes, img.file);
     expect({ id, ...v.expectation, parentMissing: v.parentMissing }).toEqual({ id, ...expectationOf(img) });
     expect(tagProblems(img, v.inspect)).toEqual([]);
+
+    // The driver, read-only and read-write (on a copy), judged like any reader: the manifest's
+    // content, or a refusal where the image must be refused (or breaks a MUST).
+    for (const mode of ['ro', 'rw'] as const) {
+      let result: ReadResult;
+      try {
+        const disk = VhdxDisk.open(MemoryDevice.fromBytes(out.bytes), { mode });
+        result = { kind: 'content', digest: digestV1(disk) };
+      } catch (e) {
+        if (!(e instanceof VhdxError) || e instanceof VhdxInternalError) throw e;
+        result = { kind: 'refused', message: e.message };
+      }
+      expect({ id, mode, verdict: judge(img, result).verdict }).toEqual({ id, mode, verdict: 'agrees' });
+    }
 
     // Our own images stay small (dynamic images are sparse; virtual sizes may be large).
     expect(out.bytes.length).toBeLessThanOrEqual(img.tags.includes('bs:256MiB') ? 300 * 2 ** 20 : 32 * 2 ** 20);
