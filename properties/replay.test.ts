@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { MemoryDevice } from '../impl/device';
 import { encodeLogEntry, type LogUpdate } from '../impl/log-format';
 import { applySequence, planReplay as implPlanReplay } from '../impl/log-replay';
+import { LogRing, emptyLogStats } from '../impl/log-writer';
 import { DATA_DESCRIPTOR, DATA_SECTOR, HEADER, LOG_ENTRY_HEADER, LOG_SECTOR_SIZE_BYTES, MiB, VhdxFormatError, ZERO_DESCRIPTOR, storeChecksum } from '../spec-model/format';
 import { planReplay as modelPlanReplay, replayedView } from '../spec-model/replay';
 import { MemorySource } from '../spec-model/source';
@@ -177,5 +178,68 @@ test('REPLAY: on arbitrary multi-session, wrapped and torn logs the driver repla
       expect(ours.bytes.equals(model.bytes)).toBe(true);
     },
     300,
+  );
+});
+
+/*
+ * REPLAY of what the log writer (impl/log-writer.ts) leaves behind: after every entry it writes,
+ * whatever the mix of entry sizes, wraps, applies and flushes, the log area must replay - by the
+ * spec model - exactly the entries not yet settled, oldest first (§2.3: Tail is the oldest entry
+ * whose updates may not be durable in place; LOG-23: the writer never overwrites such an entry).
+ */
+test('REPLAY: the log writer always leaves an active sequence of exactly its unsettled entries', () => {
+  type Op = { kind: 'entry'; dataSectors: number; zeros: number } | { kind: 'apply' } | { kind: 'flush' };
+  const opArb: fc.Arbitrary<Op> = fc.oneof(
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant('entry' as const), dataSectors: fc.nat(4), zeros: fc.nat(2) }) },
+    { weight: 1, arbitrary: fc.constant({ kind: 'apply' as const }) },
+    { weight: 1, arbitrary: fc.constant({ kind: 'flush' as const }) },
+  );
+  checkProperty(
+    'REPLAY-log-writer',
+    fc.record({ logSectors: fc.integer({ min: 2, max: 12 }), firstSequence: fc.bigInt(1n, 1n << 40n), ops: fc.array(opArb, { maxLength: 40 }) }),
+    ({ logSectors, firstSequence, ops }) => {
+      const L = logSectors * S;
+      const file = MemoryDevice.fromBytes(new Uint8Array(4 * MiB));
+      const ring = new LogRing(LOG_AT_BYTES, L, GUIDS[0], firstSequence, emptyLogStats());
+      const header = { ...HEADER.decode(new Uint8Array(HEADER.sizeBytes), 0), LogGuid: GUIDS[0], LogOffset: BigInt(LOG_AT_BYTES), LogLength: L };
+      // what the writer owes: entries written, and whether each has been applied since
+      let unsettled: { seq: bigint; applied: boolean }[] = [];
+      for (const op of ops) {
+        if (op.kind === 'apply') {
+          ring.markApplied();
+          unsettled = unsettled.map((u) => ({ ...u, applied: true }));
+          continue;
+        }
+        if (op.kind === 'flush') {
+          ring.onFlush();
+          while (unsettled.length > 0 && unsettled[0].applied) unsettled.shift();
+          continue;
+        }
+        const updates: LogUpdate[] = [
+          ...Array.from({ length: op.dataSectors }, (_, k): LogUpdate => ({ kind: 'data', fileOffsetBytes: 2 * MiB + k * S, image: new Uint8Array(S).fill(k + 1) })),
+          ...Array.from({ length: op.zeros }, (_, k): LogUpdate => ({ kind: 'zero', fileOffsetBytes: 3 * MiB + k * S, lengthBytes: S })),
+        ];
+        const len = encodeLogEntry({ sequenceNumber: 1n, logGuid: GUIDS[0], tailBytes: 0, flushedFileOffsetBytes: 0, lastFileOffsetBytes: 0, updates }).length;
+        if (len > L) continue;
+        expect(ring.hasUnsettled).toBe(unsettled.length > 0);
+        let pos = ring.place(len);
+        if (pos === undefined) {
+          // no room without overwriting an unsettled entry: the driver settles first (apply, flush)
+          expect(unsettled.length).toBeGreaterThan(0);
+          ring.markApplied();
+          ring.onFlush();
+          unsettled = [];
+          pos = ring.place(len);
+        }
+        if (pos === undefined) throw new Error(`no room for a ${len}-byte entry in an empty ${L}-byte log`);
+        const { sequenceNumber } = ring.writeEntry(file, pos, updates, 2 * MiB, 4 * MiB);
+        unsettled.push({ seq: sequenceNumber, applied: false });
+        const r = modelPlanReplay(new MemorySource(file.read(0, file.sizeBytes())), header);
+        if (!r.ok) throw new Error(`after entry ${sequenceNumber}: the spec model finds no replayable sequence (${r.findings.map((f) => f.rule).join(', ')})`);
+        expect(r.plan.sequence.map((e) => e.header.SequenceNumber)).toEqual(unsettled.map((u) => u.seq));
+        expect(sequenceNumber).toBe(unsettled.length > 1 ? unsettled[unsettled.length - 2].seq + 1n : sequenceNumber);
+      }
+    },
+    200,
   );
 });
