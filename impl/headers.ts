@@ -4,7 +4,6 @@ import {
   HEADER_SIZE_BYTES,
   SIGNATURE,
   VhdxFormatError,
-  ZERO_GUID,
   formatOffset,
   storeChecksum,
   verifyChecksum,
@@ -111,6 +110,3 @@ export function selectHeader(section: Uint8Array, tolerateIdentical: boolean): H
   return h1.sequenceNumber > h2.sequenceNumber ? { current: h1, slot: 0, valid: [true, true], warnings } : { current: h2, slot: 1, valid: [true, true], warnings };
 }
 
-export function isLogGuidSet(h: HeaderInfo): boolean {
-  return h.logGuid !== ZERO_GUID;
-}

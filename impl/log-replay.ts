@@ -1,4 +1,4 @@
-import { LOG_SECTOR_SIZE_BYTES, MAX_REPLAY_TARGET_BYTES, VhdxFormatError, formatOffset } from '../spec-model/format';
+import { LOG_ENTRY_HEADER, LOG_SECTOR_SIZE_BYTES, MAX_REPLAY_TARGET_BYTES, VhdxFormatError, formatOffset } from '../spec-model/format';
 import type { BlockDevice } from './device';
 import { parseEntryAt, type ParsedEntry } from './log-format';
 import { OverlayDevice } from './overlay';
@@ -114,7 +114,7 @@ export function planReplay(log: Uint8Array, logGuid: string, logOffsetBytes: num
     throw new VhdxFormatError(
       'LOG-29',
       `the file is ${fileSizeBytes} bytes, shorter than the head entry's FlushedFileOffset ${seq.head.flushedFileOffsetBytes}: the file has been truncated`,
-      logOffsetBytes + seq.head.positionBytes,
+      logOffsetBytes + seq.head.positionBytes + LOG_ENTRY_HEADER.offsetOf('FlushedFileOffset'),
     );
   }
   for (const e of seq.entries) {

@@ -117,6 +117,8 @@ test('HEADER: on arbitrary header pairs the driver picks the header the spec mod
       const identical = Buffer.compare(Buffer.from(section.subarray(at, at + HEADER_SIZE_BYTES)), Buffer.from(section.subarray(other, other + HEADER_SIZE_BYTES))) === 0;
       const expected = !otherUsable ? ['HDR-22'] : identical ? ['HDR-5'] : [];
       expect(ours.warnings.map((w) => w.split(':')[0])).toEqual(expected);
+      // HDR-22 names the header that is not valid (1 at 64 KiB, 2 at 128 KiB)
+      if (!otherUsable) expect(ours.warnings[0]).toContain(`header ${2 - ours.slot} at 0x${other.toString(16)}`);
       expect(ours.valid).toEqual(HEADER_OFFSETS_BYTES.map((o) => o === at || otherUsable));
     },
     400,

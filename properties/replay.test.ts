@@ -136,7 +136,7 @@ function editEntry(bytes: Uint8Array, edit: NonNullable<EntrySpec['edit']>): voi
   storeChecksum(bytes, 0, bytes.length, LOG_ENTRY_HEADER.offsetOf('Checksum'));
 }
 
-type Outcome = { refused: string } | { entries: bigint[]; bytes: Buffer };
+type Outcome = { refused: string; atBytes?: number } | { entries: bigint[]; bytes: Buffer };
 
 function viaImpl(c: LogCase, file: Uint8Array): Outcome {
   const L = c.logSectors * S;
@@ -146,7 +146,7 @@ function viaImpl(c: LogCase, file: Uint8Array): Outcome {
     applySequence(dev, seq);
     return { entries: seq.entries.map((e) => e.sequenceNumber), bytes: Buffer.from(dev.read(0, dev.sizeBytes())) };
   } catch (e) {
-    if (e instanceof VhdxFormatError) return { refused: e.ruleId };
+    if (e instanceof VhdxFormatError) return { refused: e.ruleId, atBytes: e.offsetBytes };
     throw e;
   }
 }
@@ -156,7 +156,10 @@ function viaModel(c: LogCase, file: Uint8Array): Outcome {
   const source = new MemorySource(file);
   const r = modelPlanReplay(source, { ...header, LogGuid: GUIDS[0], LogOffset: BigInt(LOG_AT_BYTES), LogLength: c.logSectors * S });
   // the reason for the refusal: no sequence (LOG-28), a truncated file (LOG-29), an implausible target (LOG-38)
-  if (!r.ok) return { refused: [...r.findings].reverse().find((f) => ['LOG-28', 'LOG-29', 'LOG-38'].includes(f.rule))?.rule ?? '?' };
+  if (!r.ok) {
+    const rule = [...r.findings].reverse().find((f) => ['LOG-28', 'LOG-29', 'LOG-38'].includes(f.rule))?.rule ?? '?';
+    return { refused: rule, atBytes: r.findings.find((f) => f.rule === rule)?.offsetBytes };
+  }
   const view = replayedView(source, r.plan);
   return { entries: r.plan.sequence.map((e) => e.header.SequenceNumber), bytes: Buffer.from(view.read(0, view.sizeBytes)) };
 }
@@ -170,7 +173,8 @@ test('REPLAY: on arbitrary multi-session, wrapped and torn logs the driver repla
       const ours = viaImpl(c, file);
       const model = viaModel(c, file);
       if ('refused' in model || 'refused' in ours) {
-        expect('refused' in ours ? ours.refused : `replays ${(ours as { entries: bigint[] }).entries.join(',')}`).toBe('refused' in model ? model.refused : `replays ${model.entries.join(',')}`);
+        const say = (o: Outcome): string => ('refused' in o ? `refused ${o.refused} at ${o.atBytes}` : `replays ${o.entries.join(',')}`);
+        expect(say(ours)).toBe(say(model)); // the same rule, pointing at the same byte
         return;
       }
       expect(ours.entries).toEqual(model.entries);
