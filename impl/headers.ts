@@ -107,6 +107,7 @@ export function selectHeader(section: Uint8Array, tolerateIdentical: boolean): H
     );
     return { current: h1, slot: 0, valid: [true, true], warnings };
   }
+  // Stryker disable next-line EqualityOperator: equal numbers were handled above
   return h1.sequenceNumber > h2.sequenceNumber ? { current: h1, slot: 0, valid: [true, true], warnings } : { current: h2, slot: 1, valid: [true, true], warnings };
 }
 

@@ -41,55 +41,44 @@ export function findActiveSequence(log: Uint8Array, logGuid: string): ActiveSequ
     const next = entryAt((e.positionBytes + e.lengthBytes) % L);
     return next && next.sequenceNumber === e.sequenceNumber + 1n ? next : undefined;
   };
-  // Chain heads, memoised: head[pos] = position of the last entry reachable from pos.
+  // Chain heads, memoised (a cache only: without it every chain is followed again to the same head).
   const headOf = new Map<number, number>();
   const chainHead = (start: ParsedEntry): ParsedEntry => {
     const path: ParsedEntry[] = [];
     let e: ParsedEntry | undefined = start;
-    let head: ParsedEntry | undefined;
-    // Sequence numbers strictly increase along a chain, so it visits at most n entries.
-    while (e && path.length <= n) {
-      const known = headOf.get(e.positionBytes);
-      if (known !== undefined) {
-        head = entryAt(known);
-        break;
-      }
+    let known: number | undefined;
+    // Sequence numbers strictly increase along a chain, so it visits at most n entries; the bound
+    // only makes that explicit.
+    // Stryker disable next-line EqualityOperator,ConditionalExpression,LogicalOperator: the bound is never reached (see above); the cache lookup changes no result
+    while (e && path.length <= n && (known = headOf.get(e.positionBytes)) === undefined) {
       path.push(e);
-      const next = successor(e);
-      if (!next) {
-        head = e;
-        break;
-      }
-      e = next;
+      e = successor(e);
     }
-    head ??= path[path.length - 1];
+    const head = known !== undefined ? entryAt(known)! : path[path.length - 1];
     for (const p of path) headOf.set(p.positionBytes, head.positionBytes);
     return head;
   };
 
   let best: ActiveSequence | undefined;
-  const checkedHeads = new Set<number>();
   for (let pos = 0; pos < n * S; pos += S) {
     const e = entryAt(pos);
     if (!e) continue;
     const head = chainHead(e);
-    if (checkedHeads.has(head.positionBytes)) continue;
-    checkedHeads.add(head.positionBytes);
+    // The first run found with the largest head SequenceNumber wins, as in the spec's scan.
     if (best && head.sequenceNumber <= best.head.sequenceNumber) continue;
     // Valid when the head's Tail is an entry of this run: follow from the tail entry to the head.
     const tail = entryAt(head.tailBytes);
-    if (!tail || tail.sequenceNumber > head.sequenceNumber) continue;
+    if (!tail) continue;
     const entries: ParsedEntry[] = [tail];
     let cur = tail;
-    let ok = cur === head;
-    while (!ok && entries.length <= n) {
+    // Stryker disable next-line EqualityOperator: the bound is never reached (sequence numbers increase along successors)
+    while (cur !== head && entries.length <= n) {
       const next = successor(cur);
       if (!next) break;
       entries.push(next);
       cur = next;
-      if (cur === head) ok = true;
     }
-    if (ok) best = { entries, head };
+    if (cur === head) best = { entries, head };
   }
   return best;
 }

@@ -29,9 +29,12 @@ test('READ: the driver\'s in-memory BAT reads and writes the spec\'s BAT entry b
       expect(size % 4096).toBe(0);
       expect(size).toBeGreaterThanOrEqual(c.entryCount * 8);
       expect(size - c.entryCount * 8).toBeLessThan(4096);
+      expect(() => new BatTable(c.entryCount, c.chunkRatio, new Uint8Array(size + 4096))).toThrow(/BAT buffer is/);
       const raw = new Uint8Array(size);
       for (let i = 0; i < size; i++) raw[i] = c.seedBytes[i % 64] ^ (i * 131);
-      const bat = new BatTable(c.entryCount, c.chunkRatio, raw.slice());
+      const unaligned = new Uint8Array(size + 1).subarray(1);
+      unaligned.set(raw);
+      const bat = new BatTable(c.entryCount, c.chunkRatio, c.seedBytes[0] % 2 ? raw.slice() : unaligned);
       const expected = raw.slice();
       const touched = new Set<number>();
       for (const u of c.updates) {
