@@ -192,6 +192,12 @@ test('REPLAY: on arbitrary multi-session, wrapped and torn logs the driver repla
  * whose updates may not be durable in place; LOG-23: the writer never overwrites such an entry).
  */
 test('REPLAY: the log writer always leaves an active sequence of exactly its unsettled entries', () => {
+  // what it refuses to start from: a log area that is not whole 4 KiB sectors or too small, sequence number 0, an entry longer than the log
+  expect(() => new LogRing(LOG_AT_BYTES, S + 512, GUIDS[0], 1n, emptyLogStats())).toThrow(/log area too small/);
+  expect(() => new LogRing(LOG_AT_BYTES, S, GUIDS[0], 1n, emptyLogStats())).toThrow(/log area too small/);
+  expect(() => new LogRing(LOG_AT_BYTES, 2 * S, GUIDS[0], 0n, emptyLogStats())).toThrow(/sequence numbers start above 0/);
+  expect(() => new LogRing(LOG_AT_BYTES, 2 * S, GUIDS[0], 1n, emptyLogStats()).place(3 * S)).toThrow(/entry longer than the log/);
+  expect(emptyLogStats()).toEqual({ entriesWritten: 0, wraps: 0, splitEntries: 0, drains: 0, periods: 0 });
   type Op = { kind: 'entry'; dataSectors: number; zeros: number } | { kind: 'apply' } | { kind: 'flush' };
   const opArb: fc.Arbitrary<Op> = fc.oneof(
     { weight: 4, arbitrary: fc.record({ kind: fc.constant('entry' as const), dataSectors: fc.nat(4), zeros: fc.nat(2) }) },
@@ -204,7 +210,9 @@ test('REPLAY: the log writer always leaves an active sequence of exactly its uns
     ({ logSectors, firstSequence, ops }) => {
       const L = logSectors * S;
       const file = MemoryDevice.fromBytes(new Uint8Array(4 * MiB));
-      const ring = new LogRing(LOG_AT_BYTES, L, GUIDS[0], firstSequence, emptyLogStats());
+      const stats = emptyLogStats();
+      const ring = new LogRing(LOG_AT_BYTES, L, GUIDS[0], firstSequence, stats);
+      const counted = { entriesWritten: 0, wraps: 0, splitEntries: 0 };
       const header = { ...HEADER.decode(new Uint8Array(HEADER.sizeBytes), 0), LogGuid: GUIDS[0], LogOffset: BigInt(LOG_AT_BYTES), LogLength: L };
       // what the writer owes: entries written, and whether each has been applied since
       let unsettled: { seq: bigint; applied: boolean }[] = [];
@@ -237,6 +245,10 @@ test('REPLAY: the log writer always leaves an active sequence of exactly its uns
         }
         if (pos === undefined) throw new Error(`no room for a ${len}-byte entry in an empty ${L}-byte log`);
         const { sequenceNumber } = ring.writeEntry(file, pos, updates, 2 * MiB, 4 * MiB);
+        counted.entriesWritten++;
+        if (pos + len >= L) counted.wraps++; // the next entry starts at offset 0 or later in a new lap
+        if (pos + len > L) counted.splitEntries++; // written in two pieces
+        expect({ entriesWritten: stats.entriesWritten, wraps: stats.wraps, splitEntries: stats.splitEntries }).toEqual(counted);
         unsettled.push({ seq: sequenceNumber, applied: false });
         const r = modelPlanReplay(new MemorySource(file.read(0, file.sizeBytes())), header);
         if (!r.ok) throw new Error(`after entry ${sequenceNumber}: the spec model finds no replayable sequence (${r.findings.map((f) => f.rule).join(', ')})`);
