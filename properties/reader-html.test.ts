@@ -135,6 +135,19 @@ describeWithTools(['chromium'], 'the reader report page in headless chromium', (
   });
 });
 
+/** Just enough of an inspect result for fileSpans: a file of `sizeBytes` with these allocated 1 MiB blocks. */
+function synthetic(blocks: { blockIndex: number; batIndex: number; state: number; fileOffsetBytes: number }[], sizeBytes: number): InspectResult {
+  return {
+    source: { name: 'synthetic', sizeBytes },
+    sizeAfterReplayBytes: 0,
+    headers: { slots: [], current: undefined },
+    regions: { tables: [] },
+    log: { needsReplay: false },
+    metadata: { fileParameters: { blockSizeBytes: 1024 * 1024 } },
+    bat: { allocatedBlocks: blocks, sectorBitmapBlocks: [] },
+  } as unknown as InspectResult;
+}
+
 test('over the element cap, file-adjacent blocks of one state are merged into runs that keep the count', () => {
   const MiB = 1024 * 1024;
   const blocks = Array.from({ length: BLOCK_ELEMENT_CAP + 10 }, (_, i) => ({
@@ -143,15 +156,7 @@ test('over the element cap, file-adjacent blocks of one state are merged into ru
     state: i === 100 ? PayloadBlockState.PAYLOAD_BLOCK_PARTIALLY_PRESENT : PayloadBlockState.PAYLOAD_BLOCK_FULLY_PRESENT,
     fileOffsetBytes: (8 + i + (i >= 2000 ? 1 : 0)) * MiB, // a gap after block 1999
   }));
-  const r = {
-    source: { name: 'synthetic', sizeBytes: (BLOCK_ELEMENT_CAP + 20) * MiB },
-    sizeAfterReplayBytes: 0,
-    headers: { slots: [], current: undefined },
-    regions: { tables: [] },
-    log: { needsReplay: false },
-    metadata: { fileParameters: { blockSizeBytes: MiB } },
-    bat: { allocatedBlocks: blocks, sectorBitmapBlocks: [] },
-  } as unknown as InspectResult;
+  const r = synthetic(blocks, (BLOCK_ELEMENT_CAP + 20) * MiB);
   const { blocks: spans, blocksMerged } = fileSpans(r);
   expect(blocksMerged).toBe(true);
   // runs: 0..99, 100 (other state), 101..1999, 2000..end
@@ -172,15 +177,7 @@ test('a fragmented map (more runs than the cap) is bucketed: at most the cap in 
     state: i % 2 ? PayloadBlockState.PAYLOAD_BLOCK_PARTIALLY_PRESENT : PayloadBlockState.PAYLOAD_BLOCK_FULLY_PRESENT, // every block its own run
     fileOffsetBytes: (8 + i) * MiB,
   }));
-  const r = {
-    source: { name: 'synthetic', sizeBytes: (n + 8) * MiB },
-    sizeAfterReplayBytes: 0,
-    headers: { slots: [], current: undefined },
-    regions: { tables: [] },
-    log: { needsReplay: false },
-    metadata: { fileParameters: { blockSizeBytes: MiB } },
-    bat: { allocatedBlocks: blocks, sectorBitmapBlocks: [] },
-  } as unknown as InspectResult;
+  const r = synthetic(blocks, (n + 8) * MiB);
   const spans = fileSpans(r).blocks;
   expect(spans.length).toBeLessThanOrEqual(BLOCK_ELEMENT_CAP);
   expect(spans.reduce((sum, s) => sum + (s.count ?? 1), 0)).toBe(n);

@@ -1,7 +1,7 @@
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { decompressThirdParty as decompressBytes } from '../../harness/corpus';
 
 /** The shared, read-only third-party images (never copied into the repo). */
 export const THIRD_PARTY_DIR = path.resolve(__dirname, '../../../shared/corpus/third-party');
@@ -15,8 +15,6 @@ export function decompressThirdParty(file: string, dir: string): string {
   const src = path.join(THIRD_PARTY_DIR, file);
   if (!fs.existsSync(src)) throw new Error(`third-party image missing: ${src}`);
   const out = path.join(dir, file.replace(/\.(gz|bz2)$/, ''));
-  const tool = file.endsWith('.bz2') ? 'bzip2' : 'gzip';
-  const bytes = execFileSync(tool, ['-dc', src], { maxBuffer: 1 << 30 });
-  fs.writeFileSync(out, bytes);
+  fs.writeFileSync(out, decompressBytes(THIRD_PARTY_DIR, file));
   return out;
 }
