@@ -53,7 +53,7 @@ export class LogRing {
   /** Where an entry of `len` bytes would go now, or undefined when unsettled entries are in the way. */
   place(len: number): number | undefined {
     invariant(len <= this.areaLengthBytes, 'entry longer than the log');
-    if (this.unsettled.length > 0 && this.usedBytes() + len > this.areaLengthBytes) return undefined;
+    if (this.usedBytes() + len > this.areaLengthBytes) return undefined;
     return this.head;
   }
 
@@ -78,7 +78,7 @@ export class LogRing {
     const len = bytes.length;
     if (pos !== this.head) throw new VhdxInternalError('log entries are written at the head');
     const first = Math.min(len, this.areaLengthBytes - pos);
-    device.write(this.areaOffsetBytes + pos, first === len ? bytes : bytes.subarray(0, first));
+    device.write(this.areaOffsetBytes + pos, bytes.subarray(0, first));
     if (first < len) {
       device.write(this.areaOffsetBytes, bytes.subarray(first));
       this.stats.splitEntries++;
@@ -107,6 +107,6 @@ export class LogRing {
   onFlush(): void {
     let k = 0;
     while (k < this.unsettled.length && this.unsettled[k].applied) k++;
-    if (k > 0) this.unsettled.splice(0, k);
+    this.unsettled.splice(0, k);
   }
 }

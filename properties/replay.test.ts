@@ -3,7 +3,7 @@ import { MemoryDevice } from '../impl/device';
 import { encodeLogEntry, type LogUpdate } from '../impl/log-format';
 import { applySequence, planReplay as implPlanReplay } from '../impl/log-replay';
 import { LogRing, emptyLogStats } from '../impl/log-writer';
-import { DATA_DESCRIPTOR, DATA_SECTOR, HEADER, LOG_ENTRY_HEADER, LOG_SECTOR_SIZE_BYTES, MiB, VhdxFormatError, ZERO_DESCRIPTOR, storeChecksum } from '../spec-model/format';
+import { DATA_DESCRIPTOR, DATA_SECTOR, HEADER, LOG_ENTRY_HEADER, LOG_SECTOR_SIZE_BYTES, MAX_REPLAY_TARGET_BYTES, MiB, VhdxFormatError, ZERO_DESCRIPTOR, storeChecksum } from '../spec-model/format';
 import { planReplay as modelPlanReplay, replayedView } from '../spec-model/replay';
 import { MemorySource } from '../spec-model/source';
 import { checkProperty } from './support/check-property';
@@ -23,10 +23,15 @@ propertyTest(PROPERTIES.find((p) => p.id === 'REPLAY')!);
 const S = LOG_SECTOR_SIZE_BYTES;
 const LOG_AT_BYTES = MiB;
 const GUIDS = ['6c0d8b1e-3f3a-4b4e-9a57-0d2b9e1c4a11', 'a8d1c7e2-5b6f-4c3d-8e9f-1a2b3c4d5e6f'];
+const MAX_MB = MAX_REPLAY_TARGET_BYTES / MiB;
 
 interface EntrySpec {
-  /** next: right after the previous entry; jump: a new session elsewhere; toStart: the same session goes on at log offset 0 (a writer that does not wrap entries). */
-  step: 'next' | 'jump' | 'toStart';
+  /**
+   * next: right after the previous entry; jump: a new session elsewhere; toStart: the same session
+   * goes on at log offset 0 (a writer that does not wrap entries); rerun: a session elsewhere that
+   * reuses the current run's sequence numbers (runs whose heads tie).
+   */
+  step: 'next' | 'jump' | 'toStart' | 'rerun';
   jumpToSector: number;
   jumpSequence: bigint;
   tailBack: number; // Tail = the entry this many entries back in the run (clamped), or -1: a random sector
@@ -34,7 +39,8 @@ interface EntrySpec {
   otherGuid: boolean;
   flushedMB: number;
   lastMB: number;
-  updates: { zero: boolean; targetSector: number; lengthSectors: number; fill: number }[];
+  /** nearMax: the update ends this many sectors after MAX_REPLAY_TARGET_BYTES (-1, 0 or 1) instead of at targetSector. */
+  updates: { zero: boolean; targetSector: number; nearMax?: number; lengthSectors: number; fill: number }[];
   /** A field set to `value` and the entry's checksum recomputed: validation beyond the CRC (notes §5.6 1-5). */
   edit?: { field: EditField; value: number; which: number };
 }
@@ -49,16 +55,29 @@ interface LogCase {
 }
 
 const entryArb = fc.record({
-  step: fc.constantFrom<EntrySpec['step']>('next', 'next', 'next', 'jump', 'toStart'),
+  step: fc.constantFrom<EntrySpec['step']>('next', 'next', 'next', 'jump', 'toStart', 'rerun'),
   jumpToSector: fc.nat(63),
   jumpSequence: fc.bigInt(1n, 40n),
   tailBack: fc.integer({ min: -1, max: 4 }),
   randomTailSector: fc.nat(63),
   otherGuid: fc.constantFrom(false, false, false, true),
   // 2^40 MiB = 2^60 bytes: beyond any plausible file (LOG-16, LOG-29, LOG-38)
-  flushedMB: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0, max: 8 }) }, { weight: 1, arbitrary: fc.constant(2 ** 40) }),
-  lastMB: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0, max: 9 }) }, { weight: 1, arbitrary: fc.constant(2 ** 40) }),
-  updates: fc.array(fc.record({ zero: fc.boolean(), targetSector: fc.oneof({ weight: 19, arbitrary: fc.nat(2047) }, { weight: 1, arbitrary: fc.constant(2 ** 38) }), lengthSectors: fc.integer({ min: 1, max: 300 }), fill: fc.integer({ min: 1, max: 255 }) }), { maxLength: 3 }),
+  // and exactly MAX_REPLAY_TARGET_BYTES, the largest target replay honours
+  flushedMB: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0, max: 8 }) }, { weight: 1, arbitrary: fc.constantFrom(2 ** 40, MAX_MB) }),
+  lastMB: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0, max: 9 }) }, { weight: 1, arbitrary: fc.constantFrom(2 ** 40, MAX_MB, MAX_MB + 1) }),
+  updates: fc.array(
+    fc.record(
+      {
+        zero: fc.boolean(),
+        targetSector: fc.oneof({ weight: 19, arbitrary: fc.nat(2047) }, { weight: 1, arbitrary: fc.constant(2 ** 38) }),
+        nearMax: fc.integer({ min: -1, max: 1 }),
+        lengthSectors: fc.integer({ min: 1, max: 300 }),
+        fill: fc.integer({ min: 1, max: 255 }),
+      },
+      { requiredKeys: ['zero', 'targetSector', 'lengthSectors', 'fill'] },
+    ),
+    { maxLength: 3 },
+  ),
   edit: fc.option(fc.record({ field: fc.constantFrom(...EDIT_FIELDS), value: fc.oneof(fc.nat(8), fc.constantFrom(4095, 4096, 8192, 0x7fffffff, 0xffffffff)), which: fc.nat(3) }), { freq: 3, nil: undefined }),
 });
 const logCaseArb: fc.Arbitrary<LogCase> = fc.record({
@@ -78,19 +97,21 @@ function buildFile(c: LogCase): Uint8Array {
   let pos = 0;
   let seq = c.firstSequence;
   let run: number[] = [];
+  let runFirstSeq = seq;
   for (const e of c.entries) {
-    if (e.step === 'jump') {
+    if (e.step === 'jump' || e.step === 'rerun') {
       pos = (e.jumpToSector % c.logSectors) * S;
-      seq += e.jumpSequence - 20n; // older or newer sessions
+      seq = e.step === 'rerun' ? runFirstSeq : seq + e.jumpSequence - 20n; // older or newer sessions
       if (seq < 1n) seq = 1n;
       run = [];
+      runFirstSeq = seq;
     }
     if (e.step === 'toStart') pos = 0;
     run.push(pos);
     const tail = e.tailBack < 0 ? (e.randomTailSector % c.logSectors) * S : run[Math.max(0, run.length - 1 - e.tailBack)];
     const updates: LogUpdate[] = e.updates.map((u) => {
-      const fileOffsetBytes = 2 * MiB + u.targetSector * S;
-      if (u.zero) return { kind: 'zero', fileOffsetBytes, lengthBytes: u.lengthSectors * S };
+      const { fileOffsetBytes, lengthBytes } = updateTarget(u);
+      if (u.zero) return { kind: 'zero', fileOffsetBytes, lengthBytes };
       return { kind: 'data', fileOffsetBytes, image: new Uint8Array(S).fill(u.fill) };
     });
     const bytes = encodeLogEntry({ sequenceNumber: seq, logGuid: GUIDS[e.otherGuid ? 1 : 0], tailBytes: tail, flushedFileOffsetBytes: e.flushedMB * MiB, lastFileOffsetBytes: e.lastMB * MiB, updates });
@@ -136,17 +157,40 @@ function editEntry(bytes: Uint8Array, edit: NonNullable<EntrySpec['edit']>): voi
   storeChecksum(bytes, 0, bytes.length, LOG_ENTRY_HEADER.offsetOf('Checksum'));
 }
 
-type Outcome = { refused: string; atBytes?: number } | { entries: bigint[]; bytes: Buffer };
+function updateTarget(u: EntrySpec['updates'][number]): { fileOffsetBytes: number; lengthBytes: number } {
+  const lengthBytes = u.zero ? u.lengthSectors * S : S;
+  const fileOffsetBytes = u.nearMax === undefined ? 2 * MiB + u.targetSector * S : MAX_REPLAY_TARGET_BYTES + u.nearMax * S - lengthBytes;
+  return { fileOffsetBytes, lengthBytes };
+}
+
+interface Refusal {
+  refused: string;
+  atBytes?: number;
+  message?: string;
+}
+interface Replayed {
+  entries: bigint[];
+  sizeBytes: number;
+  read(offsetBytes: number, lengthBytes: number): Uint8Array;
+  /** What the replay reports: entries applied, the head's SequenceNumber, log position and LastFileOffset. */
+  result: [number, bigint, number, number];
+}
+type Outcome = Refusal | Replayed;
 
 function viaImpl(c: LogCase, file: Uint8Array): Outcome {
   const L = c.logSectors * S;
   try {
     const seq = implPlanReplay(file.slice(LOG_AT_BYTES, LOG_AT_BYTES + L), GUIDS[0], LOG_AT_BYTES, file.length);
-    const dev = MemoryDevice.fromBytes(file);
-    applySequence(dev, seq);
-    return { entries: seq.entries.map((e) => e.sequenceNumber), bytes: Buffer.from(dev.read(0, dev.sizeBytes())) };
+    const dev = MemoryDevice.fromBytes(file); // sparse: an extension to 256 TiB costs nothing
+    const r = applySequence(dev, seq);
+    return {
+      entries: seq.entries.map((e) => e.sequenceNumber),
+      sizeBytes: dev.sizeBytes(),
+      read: (o, n) => dev.read(o, n),
+      result: [r.entriesApplied, r.headSequenceNumber, r.headPositionBytes, r.lastFileOffsetBytes],
+    };
   } catch (e) {
-    if (e instanceof VhdxFormatError) return { refused: e.ruleId, atBytes: e.offsetBytes };
+    if (e instanceof VhdxFormatError) return { refused: e.ruleId, atBytes: e.offsetBytes, message: e.message };
     throw e;
   }
 }
@@ -161,7 +205,36 @@ function viaModel(c: LogCase, file: Uint8Array): Outcome {
     return { refused: rule, atBytes: r.findings.find((f) => f.rule === rule)?.offsetBytes };
   }
   const view = replayedView(source, r.plan);
-  return { entries: r.plan.sequence.map((e) => e.header.SequenceNumber), bytes: Buffer.from(view.read(0, view.sizeBytes)) };
+  const head = r.plan.sequence[r.plan.sequence.length - 1];
+  return {
+    entries: r.plan.sequence.map((e) => e.header.SequenceNumber),
+    sizeBytes: view.sizeBytes,
+    read: (o, n) => view.read(o, n),
+    result: [r.plan.sequence.length, head.header.SequenceNumber, head.logOffsetBytes, Number(head.header.LastFileOffset)],
+  };
+}
+
+/** Where a replay can differ: the file as it was (and a little past it), and around every update target, up to the end of the replayed file. */
+function rangesToCompare(c: LogCase, file: Uint8Array, sizeBytes: number): [number, number][] {
+  const ranges: [number, number][] = [[0, file.length + MiB], [sizeBytes - MiB, sizeBytes]];
+  for (const e of c.entries) {
+    for (const u of e.updates) {
+      const { fileOffsetBytes, lengthBytes } = updateTarget(u);
+      ranges.push([fileOffsetBytes - S, fileOffsetBytes + Math.min(lengthBytes, MiB) + S], [fileOffsetBytes + lengthBytes - S, fileOffsetBytes + lengthBytes + S]);
+    }
+  }
+  return ranges.map(([a, b]): [number, number] => [Math.max(0, a), Math.min(sizeBytes, b)]).filter(([a, b]) => a < b);
+}
+
+/** A refusal's message names its evidence: the LogGuid (LOG-28), the head's FlushedFileOffset and the file's size (LOG-29), the byte an update reaches (LOG-38). */
+function expectMessageNamesEvidence(r: Refusal, file: Uint8Array): void {
+  if (r.refused === 'LOG-28') expect(r.message).toContain(GUIDS[0]);
+  if (r.refused === 'LOG-29') {
+    const flushed = Buffer.from(file.buffer, file.byteOffset, file.length).readBigUInt64LE(r.atBytes!);
+    expect(r.message).toContain(`${file.length} bytes`);
+    expect(r.message).toContain(String(Number(flushed)));
+  }
+  if (r.refused === 'LOG-38') expect(Number(/up to byte (\d+)/.exec(r.message ?? '')?.[1])).toBeGreaterThan(MAX_REPLAY_TARGET_BYTES);
 }
 
 test('REPLAY: on arbitrary multi-session, wrapped and torn logs the driver replays exactly what the spec model does', () => {
@@ -175,11 +248,15 @@ test('REPLAY: on arbitrary multi-session, wrapped and torn logs the driver repla
       if ('refused' in model || 'refused' in ours) {
         const say = (o: Outcome): string => ('refused' in o ? `refused ${o.refused} at ${o.atBytes}` : `replays ${o.entries.join(',')}`);
         expect(say(ours)).toBe(say(model)); // the same rule, pointing at the same byte
+        expectMessageNamesEvidence(ours as Refusal, file);
         return;
       }
       expect(ours.entries).toEqual(model.entries);
-      expect(ours.bytes.length).toBe(model.bytes.length);
-      expect(ours.bytes.equals(model.bytes)).toBe(true);
+      expect(ours.result).toEqual(model.result);
+      expect(ours.sizeBytes).toBe(model.sizeBytes);
+      for (const [from, to] of rangesToCompare(c, file, model.sizeBytes)) {
+        expect(Buffer.from(ours.read(from, to - from)).equals(model.read(from, to - from))).toBe(true);
+      }
     },
     300,
   );
@@ -194,6 +271,8 @@ test('REPLAY: on arbitrary multi-session, wrapped and torn logs the driver repla
 test('REPLAY: the log writer always leaves an active sequence of exactly its unsettled entries', () => {
   // what it refuses to start from: a log area that is not whole 4 KiB sectors or too small, sequence number 0, an entry longer than the log
   expect(() => new LogRing(LOG_AT_BYTES, S + 512, GUIDS[0], 1n, emptyLogStats())).toThrow(/log area too small/);
+  expect(() => new LogRing(LOG_AT_BYTES, 2 * S + 512, GUIDS[0], 1n, emptyLogStats())).toThrow(/log area too small/);
+  expect(() => new LogRing(LOG_AT_BYTES, 2 * S, GUIDS[0], 1n, emptyLogStats()).writeEntry(MemoryDevice.fromBytes(new Uint8Array(0)), S, [], 0, 0)).toThrow(/written at the head/);
   expect(() => new LogRing(LOG_AT_BYTES, S, GUIDS[0], 1n, emptyLogStats())).toThrow(/log area too small/);
   expect(() => new LogRing(LOG_AT_BYTES, 2 * S, GUIDS[0], 0n, emptyLogStats())).toThrow(/sequence numbers start above 0/);
   expect(() => new LogRing(LOG_AT_BYTES, 2 * S, GUIDS[0], 1n, emptyLogStats()).place(3 * S)).toThrow(/entry longer than the log/);
@@ -215,7 +294,9 @@ test('REPLAY: the log writer always leaves an active sequence of exactly its uns
       const counted = { entriesWritten: 0, wraps: 0, splitEntries: 0 };
       const header = { ...HEADER.decode(new Uint8Array(HEADER.sizeBytes), 0), LogGuid: GUIDS[0], LogOffset: BigInt(LOG_AT_BYTES), LogLength: L };
       // what the writer owes: entries written, and whether each has been applied since
-      let unsettled: { seq: bigint; applied: boolean }[] = [];
+      let unsettled: { seq: bigint; applied: boolean; pos: number; len: number }[] = [];
+      let expectedHead = 0; // where the next entry goes: right after the last one, round the end of the area
+      const sectorsOf = (pos: number, len: number): number[] => Array.from({ length: len / S }, (_, k) => (pos / S + k) % logSectors);
       for (const op of ops) {
         if (op.kind === 'apply') {
           ring.markApplied();
@@ -235,6 +316,10 @@ test('REPLAY: the log writer always leaves an active sequence of exactly its uns
         if (len > L) continue;
         expect(ring.hasUnsettled).toBe(unsettled.length > 0);
         let pos = ring.place(len);
+        // place() refuses exactly when the entry would overwrite an unsettled entry (LOG-23), and never needlessly
+        const inUse = new Set(unsettled.flatMap((u) => sectorsOf(u.pos, u.len)));
+        expect(pos === undefined).toBe(sectorsOf(expectedHead, len).some((k) => inUse.has(k)));
+        if (pos !== undefined) expect(pos).toBe(expectedHead);
         if (pos === undefined) {
           // no room without overwriting an unsettled entry: the driver settles first (apply, flush)
           expect(unsettled.length).toBeGreaterThan(0);
@@ -249,7 +334,8 @@ test('REPLAY: the log writer always leaves an active sequence of exactly its uns
         if (pos + len >= L) counted.wraps++; // the next entry starts at offset 0 or later in a new lap
         if (pos + len > L) counted.splitEntries++; // written in two pieces
         expect({ entriesWritten: stats.entriesWritten, wraps: stats.wraps, splitEntries: stats.splitEntries }).toEqual(counted);
-        unsettled.push({ seq: sequenceNumber, applied: false });
+        unsettled.push({ seq: sequenceNumber, applied: false, pos, len });
+        expectedHead = (pos + len) % L;
         const r = modelPlanReplay(new MemorySource(file.read(0, file.sizeBytes())), header);
         if (!r.ok) throw new Error(`after entry ${sequenceNumber}: the spec model finds no replayable sequence (${r.findings.map((f) => f.rule).join(', ')})`);
         expect(r.plan.sequence.map((e) => e.header.SequenceNumber)).toEqual(unsettled.map((u) => u.seq));
