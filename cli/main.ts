@@ -8,6 +8,7 @@ import { registerConvert } from './convert';
 import { registerReadWrite } from './rw';
 import { registerCorpus } from './corpus';
 import { registerReader } from './reader';
+import { registerWriter } from './writer';
 
 // The checker, the suite (fast-check, the harness) and the replay tool are loaded by the commands
 // that use them: a `convert` or `read` should not pay for them at start-up.
@@ -63,12 +64,14 @@ program
 
 program
   .command('replay')
-  .description('rerun a saved counterexample against impl and the model; print the first divergence with the structures involved')
+  .description('rerun a saved counterexample against impl and the model (or, for a writer counterexample, against the same writer); print the first divergence with the structures involved')
   .argument('<file>', 'counterexample JSON (written by a failing property)')
   .action(async (file: string) => {
     const { readCounterexample } = await import('../harness/events');
     const { replayCounterexample } = await import('../harness/replay-counterexample');
-    const out = replayCounterexample(readCounterexample(file));
+    const { isWriterCounterexample, replayWriterCounterexample } = await import('../harness/writers/replay');
+    const c = readCounterexample(file);
+    const out = isWriterCounterexample(c) ? await replayWriterCounterexample(c) : replayCounterexample(c);
     for (const l of out.lines) console.log(l);
     process.exitCode = out.reproduced ? 1 : 0;
   });
@@ -78,6 +81,7 @@ registerConvert(program);
 registerReadWrite(program);
 registerCorpus(program);
 registerReader(program); // the harness loads only when `reader` runs
+registerWriter(program);
 
 async function main(argv: string[]): Promise<void> {
   try {

@@ -50,14 +50,22 @@ export class DigestV1 {
   }
 }
 
+/** Chunks asked about at once through `knownZero`, so a sparse 64 TiB disk costs its allocated spans, not 64 Mi questions. */
+const SPAN_CHUNKS = 256;
+
 export function digestV1(reader: VirtualDiskReader): string {
-  const d = new DigestV1(reader.virtualSizeBytes);
-  const chunks = Math.ceil(reader.virtualSizeBytes / DIGEST_CHUNK_BYTES);
-  for (let i = 0; i < chunks; i++) {
-    const offset = i * DIGEST_CHUNK_BYTES;
-    const length = Math.min(DIGEST_CHUNK_BYTES, reader.virtualSizeBytes - offset);
-    if (reader.knownZero?.(offset, length)) continue;
-    d.addChunk(i, reader.read(offset, length));
+  const size = reader.virtualSizeBytes;
+  const d = new DigestV1(size);
+  const chunks = Math.ceil(size / DIGEST_CHUNK_BYTES);
+  for (let span = 0; span < chunks; span += SPAN_CHUNKS) {
+    const spanOffset = span * DIGEST_CHUNK_BYTES;
+    if (reader.knownZero?.(spanOffset, Math.min(SPAN_CHUNKS * DIGEST_CHUNK_BYTES, size - spanOffset))) continue;
+    for (let i = span; i < Math.min(chunks, span + SPAN_CHUNKS); i++) {
+      const offset = i * DIGEST_CHUNK_BYTES;
+      const length = Math.min(DIGEST_CHUNK_BYTES, size - offset);
+      if (reader.knownZero?.(offset, length)) continue;
+      d.addChunk(i, reader.read(offset, length));
+    }
   }
   return d.finish();
 }

@@ -310,12 +310,15 @@ export function openOracle(source: ByteSource, options: OracleOptions = {}, dept
       return out;
     },
     knownZero(offsetBytes, lengthBytes) {
-      // Only ranges inside single blocks whose state reads as zeros without a parent.
-      const block = Math.floor(offsetBytes / md.blockSizeBytes);
-      if (Math.floor((offsetBytes + lengthBytes - 1) / md.blockSizeBytes) !== block) return false;
-      const s = entryOf(batIndexOfPayload(block, g.chunkRatio)).State;
-      if (s === PayloadBlockState.PAYLOAD_BLOCK_ZERO) return true;
-      return !hasParent && (s === PayloadBlockState.PAYLOAD_BLOCK_NOT_PRESENT || s === PayloadBlockState.PAYLOAD_BLOCK_UNDEFINED || s === PayloadBlockState.PAYLOAD_BLOCK_UNMAPPED);
+      // True when every block the range touches is in a state that reads as zeros without a parent.
+      const first = Math.floor(offsetBytes / md.blockSizeBytes);
+      const last = Math.min(Math.floor((offsetBytes + lengthBytes - 1) / md.blockSizeBytes), g.payloadBlockCount - 1);
+      for (let block = first; block <= last; block++) {
+        const s = entryOf(batIndexOfPayload(block, g.chunkRatio)).State;
+        if (s === PayloadBlockState.PAYLOAD_BLOCK_ZERO) continue;
+        if (hasParent || !(s === PayloadBlockState.PAYLOAD_BLOCK_NOT_PRESENT || s === PayloadBlockState.PAYLOAD_BLOCK_UNDEFINED || s === PayloadBlockState.PAYLOAD_BLOCK_UNMAPPED)) return false;
+      }
+      return true;
     },
   };
   return disk;

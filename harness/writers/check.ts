@@ -1,0 +1,271 @@
+import { DiskModel, UNIT_BYTES } from '../../spec-model/disk-model';
+import { digestV1 } from '../../spec-model/digest';
+import { VhdxError, VhdxFormatError } from '../../spec-model/format/errors';
+import { inspect } from '../../spec-model/inspect';
+import { openOracle } from '../../spec-model/read';
+import { ByteSource, FileSource, MemorySource } from '../../spec-model/source';
+import { VhdxDisk } from '../../impl';
+import { ContentCheck } from '../content-check';
+import { CowImage, CrashLog, CrashState, tearPieces } from '../crash';
+import { modelDigest } from '../corpus/expect';
+import type { DiskEvent } from '../events';
+import { observeHeaders, observeLogOrdering } from '../observe';
+import { PATTERNS } from '../patterns';
+import { resolveCrashChoice } from '../runner';
+import { Scenario } from './scenarios';
+import { CapturedSession, WriterRun } from './types';
+
+/**
+ * Judging a writer's run of a scenario against the disk model (the properties of issue "Third-party
+ * writers"):
+ *
+ * - FINAL: the image the writer left has no error finding, and the oracle reads exactly the content
+ *   the model says the events produced (digest v1 and every touched unit).
+ * - READ: every read the tool returned during the run is within the model's allowed sets.
+ * - CRASH: every crash state of every captured session (each cut point with the in-flight writes in
+ *   order, its last write torn, and sampled subsets with tears) opens through the oracle and through
+ *   impl, each touched unit within the model's allowed sets for that cut; CRC: no error finding.
+ * - HEADER: header alternation and log ordering over the captured device events.
+ *
+ * A finding is a fact about the writer, never an exception: the caller decides what fails.
+ */
+export type WriterProperty = 'FINAL' | 'READ' | 'CRASH' | 'CRC' | 'HEADER';
+
+export interface WriterFinding {
+  readonly property: WriterProperty;
+  /** The spec rule when one is broken (HDR-21, LOG-23, a finding's rule), else undefined. */
+  readonly rule?: string;
+  readonly session?: number;
+  /** Device-event cut of the crash state. */
+  readonly cut?: number;
+  readonly message: string;
+}
+
+export interface WriterCheckOptions {
+  /** Check crash states (CRASH, CRC on each) and the device events (HEADER). Default true when sessions were captured. */
+  readonly crash?: boolean;
+  /** Sampled crash states per session, besides the enumerated ones (default 16). */
+  readonly sampledPerSession?: number;
+  /** Seed of the sampled crash choices. */
+  readonly seed?: number;
+  /** Stop enumerating crash states after this time (ms since epoch); the rest are counted as skipped. */
+  readonly deadline?: number;
+}
+
+export interface WriterCheckResult {
+  readonly scenario: string;
+  readonly findings: WriterFinding[];
+  readonly stats: { sessions: number; deviceEvents: number; crashStatesChecked: number; crashStatesSkipped: number; reads: number };
+}
+
+/** Findings of one kind kept per scenario (the rest are counted in the message of the last). */
+const MAX_FINDINGS_PER_KIND = 3;
+
+function describe(e: unknown): string {
+  if (e instanceof VhdxError) return `${e.name}: ${e.message}`;
+  throw e;
+}
+
+export function checkWriterRun(s: Scenario, run: WriterRun, o: WriterCheckOptions = {}): WriterCheckResult {
+  const findings: WriterFinding[] = [];
+  const kinds = new Map<string, number>();
+  const add = (f: WriterFinding): void => {
+    const key = `${f.property}:${f.rule ?? ''}:${f.session ?? ''}`;
+    const n = (kinds.get(key) ?? 0) + 1;
+    kinds.set(key, n);
+    if (n <= MAX_FINDINGS_PER_KIND) findings.push(f);
+  };
+  const stats = { sessions: run.sessions?.length ?? 0, deviceEvents: 0, crashStatesChecked: 0, crashStatesSkipped: 0, reads: 0 };
+  const model = new DiskModel(PATTERNS);
+  const readsAt = new Map(run.reads.map((r) => [r.eventIndex, r]));
+  const fold = (e: DiskEvent, index: number): void => {
+    if (e.type === 'read') {
+      const got = readsAt.get(index);
+      if (got) {
+        stats.reads++;
+        const d = model.checkRange(got.offsetBytes, got.bytes, 2);
+        if (d.length) add({ property: 'READ', message: `read of ${got.offsetBytes}+${got.bytes.length} (event ${index}): ${d.map((x) => x.message).join('; ')}` });
+      }
+      return;
+    }
+    model.apply(e.type === 'crash' ? { type: 'crash' } : e);
+  };
+
+  if (!run.sessions) {
+    s.events.forEach(fold);
+  } else {
+    let index = 0;
+    run.sessions.forEach((session, n) => {
+      stats.deviceEvents += session.events.length;
+      // After a crash, the next session began from the crash state the scenario chose: it must read
+      // within the allowed sets, and the model adopts what it holds.
+      if (n > 0 && run.sessions![n - 1].endedBy === 'crash') adoptCrashState(model, session.startImage, n, add);
+      const before = model.clone();
+      session.diskEvents.forEach((e) => fold(e, index++));
+      if (o.crash !== false) {
+        checkSessionHeaders(session, n, add);
+        checkSessionCrashes(session, n, before, o, stats, add);
+      }
+    });
+  }
+  checkFinalImage(run.imagePath, model, run.expectedDigest, add);
+  for (const [key, n] of kinds) {
+    if (n > MAX_FINDINGS_PER_KIND) {
+      const [property, rule, session] = key.split(':');
+      findings.push({ property: property as WriterProperty, ...(rule ? { rule } : {}), ...(session ? { session: Number(session) } : {}), message: `and ${n - MAX_FINDINGS_PER_KIND} more like the above` });
+    }
+  }
+  return { scenario: s.id, findings, stats };
+}
+
+function checkFinalImage(imagePath: string, model: DiskModel, expectedDigest: string | undefined, add: (f: WriterFinding) => void): void {
+  const source = new FileSource(imagePath);
+  try {
+    for (const f of inspect(source).findings.filter((x) => x.severity === 'error')) {
+      add({ property: 'FINAL', rule: f.rule, message: `${imagePath}: ${f.rule} at ${f.offsetBytes ?? '-'}: ${f.message}` });
+    }
+    let disk;
+    try {
+      disk = openOracle(source, { imagePath });
+    } catch (e) {
+      add({ property: 'FINAL', message: `${imagePath}: the oracle cannot open the image: ${describe(e)}` });
+      return;
+    }
+    if (disk.virtualSizeBytes !== model.virtualSizeBytes) {
+      add({ property: 'FINAL', message: `${imagePath}: virtual size ${disk.virtualSizeBytes}, the scenario created ${model.virtualSizeBytes}` });
+      return;
+    }
+    const d = new ContentCheck(model, model.logicalSectorSizeBytes).run((off, len) => disk.read(off, len), 3);
+    if (d.length) add({ property: 'FINAL', message: `${imagePath}: ${d.map((x) => x.message).join('; ')}` });
+    // Trimmed units are not exact in the model (zeros or the old data); a converter's input is.
+    const expected = expectedDigest ?? modelDigest(model);
+    const got = digestV1(disk);
+    if (expected !== undefined && got !== expected) add({ property: 'FINAL', message: `${imagePath}: content digest ${got}, expected ${expected} (${expectedDigest ? 'the raw input' : 'the model'})` });
+  } finally {
+    source.close();
+  }
+}
+
+function adoptCrashState(model: DiskModel, image: Uint8Array, session: number, add: (f: WriterFinding) => void): void {
+  let disk;
+  try {
+    disk = openOracle(new MemorySource(image));
+  } catch (e) {
+    add({ property: 'CRASH', session, message: `the crash state that began session ${session} does not open: ${describe(e)}` });
+    return;
+  }
+  const d = new ContentCheck(model, model.logicalSectorSizeBytes).run((off, len) => disk.read(off, len));
+  if (d.length) add({ property: 'CRASH', session, message: `the crash state that began session ${session}: ${d.map((x) => x.message).join('; ')}` });
+  model.adopt(unitReader((off, len) => disk.read(off, len), model.logicalSectorSizeBytes), model.uncertainUnits());
+}
+
+function unitReader(read: (o: number, l: number) => Uint8Array, sectorBytes: number): (unit: number) => Uint8Array {
+  return (unit) => {
+    const offset = unit * UNIT_BYTES;
+    const sector = Math.floor(offset / sectorBytes) * sectorBytes;
+    return read(sector, sectorBytes).subarray(offset - sector, offset - sector + UNIT_BYTES);
+  };
+}
+
+function checkSessionHeaders(session: CapturedSession, n: number, add: (f: WriterFinding) => void): void {
+  const firstGuest = session.diskEvents.findIndex((e) => e.type === 'write' || e.type === 'trim');
+  const observation = {
+    events: session.events,
+    start: new MemorySource(session.startImage),
+    firstGuestEventIndex: firstGuest > 0 ? session.ends[firstGuest - 1] : undefined,
+    partialHeaderWrites: true,
+  };
+  for (const v of [...observeHeaders(observation), ...observeLogOrdering(observation)]) {
+    add({ property: 'HEADER', rule: v.rule, session: n, cut: v.eventIndex, message: `session ${n}, device event ${v.eventIndex}: ${v.message}` });
+  }
+}
+
+/**
+ * The model for a crash at device-event cut k: every disk event that began before the cut applied
+ * (its writes may have landed), except a flush or close whose device events had not all been issued
+ * (it did not return, so it promised nothing); then the crash. A disk event that issued no device
+ * event at all counts as not begun at a cut on its boundary.
+ */
+function modelAtCut(session: CapturedSession, before: DiskModel, k: number): { key: string; model: DiskModel } {
+  const { diskEvents, ends } = session;
+  let last = 0;
+  for (let j = 1; j < diskEvents.length; j++) if (ends[j - 1] < k) last = j;
+  const e = diskEvents[last];
+  const unfinished = (e.type === 'flush' || e.type === 'close') && ends[last] > k;
+  const upTo = unfinished || e.type === 'crash' ? last : last + 1;
+  const m = before.clone();
+  for (let j = 0; j < upTo; j++) {
+    const x = diskEvents[j];
+    if (x.type !== 'read' && x.type !== 'crash') m.apply(x);
+  }
+  m.apply({ type: 'crash' });
+  return { key: String(upTo), model: m };
+}
+
+function checkSessionCrashes(
+  session: CapturedSession,
+  n: number,
+  before: DiskModel,
+  o: WriterCheckOptions,
+  stats: WriterCheckResult['stats'],
+  add: (f: WriterFinding) => void,
+): void {
+  const log = new CrashLog(session.startImage, session.events);
+  const checks = new Map<string, ContentCheck>();
+  const lss = before.status === 'absent' ? (session.diskEvents[0] as Extract<DiskEvent, { type: 'create' }>).params.logicalSectorSizeBytes : before.logicalSectorSizeBytes;
+  const checkState = (state: CrashState, what: string): void => {
+    if (o.deadline !== undefined && Date.now() > o.deadline) {
+      stats.crashStatesSkipped++;
+      return;
+    }
+    const { key, model } = modelAtCut(session, before, state.cut);
+    if (!checks.has(key)) checks.set(key, new ContentCheck(model, lss));
+    const check = checks.get(key)!;
+    // Sizes are not captured: the state keeps at least the size the file had at the end of the session.
+    if (state.image.sizeBytes < session.endSizeBytes) state.image.setSize(session.endSizeBytes);
+    judgeCrashState(state.image, check, (f) => add({ ...f, session: n, cut: state.cut, message: `session ${n}, crash ${what}: ${f.message}` }));
+    stats.crashStatesChecked++;
+  };
+  const events = session.events;
+  for (let k = 0; k <= events.length; k++) {
+    checkState(log.prefixState(k), `after device event ${k}`);
+    const lastEvent = events[k - 1];
+    const pieces = lastEvent?.type === 'write' ? tearPieces(lastEvent.offsetBytes, lastEvent.bytes.length) : 0;
+    if (pieces > 1 && k - 1 > log.lastFlushIndex(k)) {
+      checkState(log.sampleCrashState(k, { keep: log.inFlight(k), tear: [{ index: k - 1, units: Math.floor(pieces / 2) }] }), `after device event ${k}, torn at half`);
+    }
+  }
+  const sampled = o.sampledPerSession ?? 16;
+  for (let i = 0; i < sampled && events.length > 0; i++) {
+    const choice = resolveCrashChoice(events, 0, ((o.seed ?? 1) * 7919 + n * 104729 + i * 31) >>> 0);
+    checkState(log.crashState(choice), `sampled ${JSON.stringify(choice)}`);
+  }
+}
+
+function judgeCrashState(image: CowImage, check: ContentCheck, add: (f: Omit<WriterFinding, 'session' | 'cut'>) => void): void {
+  let oracle;
+  try {
+    oracle = openOracle(image);
+  } catch (e) {
+    add({ property: 'CRASH', ...(e instanceof VhdxFormatError ? { rule: e.ruleId } : {}), message: `the oracle refuses the crash state: ${describe(e)}` });
+    return;
+  }
+  // A state the oracle reads may still break a MUST elsewhere (CRC): the first error is enough.
+  const error = inspect(image as ByteSource).findings.find((f) => f.severity === 'error');
+  if (error) add({ property: 'CRC', rule: error.rule, message: `${error.rule} at ${error.offsetBytes ?? '-'}: ${error.message}` });
+  const d = check.run((off, len) => oracle.read(off, len), 2);
+  if (d.length) add({ property: 'CRASH', message: `read by the oracle: ${d.map((x) => x.message).join('; ')}` });
+  let disk: VhdxDisk;
+  try {
+    disk = VhdxDisk.open(image.fork().device(), { mode: 'ro' });
+  } catch (e) {
+    add({ property: 'CRASH', ...(e instanceof VhdxFormatError ? { rule: e.ruleId } : {}), message: `impl refuses a crash state the oracle reads: ${describe(e)}` });
+    return;
+  }
+  try {
+    const di = check.run((off, len) => disk.read(off, len), 2);
+    if (di.length) add({ property: 'CRASH', message: `read by impl: ${di.map((x) => x.message).join('; ')}` });
+  } finally {
+    disk.close();
+  }
+}

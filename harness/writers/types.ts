@@ -1,0 +1,66 @@
+/**
+ * Writer adapters (DESIGN.md "Adapters"): a third-party tool executes a scenario's disk events and
+ * hands back the image it made and, where it can, the device events it issued per session. The
+ * judging lives in check.ts; the built-in adapters in qemu.ts and cmd.ts.
+ */
+import { VhdxError } from '../../spec-model/format/errors';
+import type { DeviceEvent, DiskEvent } from '../events';
+import type { Availability } from '../readers/types';
+import type { Scenario } from './scenarios';
+
+export type { Availability };
+
+/** A tool did not do what it was asked (exit status, malformed output, timeout): names the tool and the command. */
+export class WriterToolError extends VhdxError {
+  constructor(
+    readonly tool: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'WriterToolError';
+  }
+}
+
+/**
+ * One session of a writer (an open ... close or crash), as captured: the file when it began, every
+ * device event (writes and flushes; sizes are not captured) and where each disk event's device
+ * events end.
+ */
+export interface CapturedSession {
+  /** The scenario's disk events of this session: the create or open that begins it, to its close or crash. */
+  readonly diskEvents: readonly DiskEvent[];
+  /** The file at the start of the session (for the first session: what `create` left). */
+  readonly startImage: Uint8Array;
+  readonly events: readonly DeviceEvent[];
+  /** ends[i]: device events issued once diskEvents[i] had completed (non-decreasing; the last is events.length unless the session crashed). */
+  readonly ends: readonly number[];
+  /** The file size when the session ended (sizes are not logged; crash states are never shorter than the writes that built them). */
+  readonly endSizeBytes: number;
+  /** How the session ended: a close, or a crash whose state (from these events) began the next session. */
+  readonly endedBy: 'close' | 'crash';
+  /** Odd things the capture saw (FUA writes recorded as write + flush, discards of the file). */
+  readonly notes: readonly string[];
+}
+
+export interface WriterRun {
+  /** The image the tool left after the last event. */
+  readonly imagePath: string;
+  /** Present when the tool's device events were captured. */
+  readonly sessions?: readonly CapturedSession[];
+  /** Reads the tool returned during the run: the model checks them. */
+  readonly reads: readonly { eventIndex: number; offsetBytes: number; bytes: Uint8Array }[];
+  readonly notes: readonly string[];
+  /** Content digest v1 the image must have, when the adapter knows it exactly (a converter's input). */
+  readonly expectedDigest?: string;
+}
+
+export interface WriterAdapter {
+  /** 'qemu', "cmd:'tool convert {raw} {vhdx}'" */
+  readonly id: string;
+  readonly description: string;
+  available(): Availability;
+  /** Why this writer cannot run a scenario (a parameter it has no option for), or undefined. */
+  unsupported(scenario: Scenario): string | undefined;
+  /** `workDir` is private to this call; the caller removes it. Throws WriterToolError when the tool fails. */
+  run(scenario: Scenario, workDir: string): Promise<WriterRun>;
+}
