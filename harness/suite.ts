@@ -10,6 +10,10 @@ import { runCampaign, CampaignResult } from './campaign';
 import { PROPERTIES, defaultSeed } from './properties';
 import { CreateParams } from './events';
 import { JUnitCase, junitXml } from './xml';
+import { WriterReport, formatWriterTable, runWriterCampaign } from './writers/campaign';
+import { qemuWriter } from './writers/qemu';
+import { loadKnownFindings } from './writers/run';
+import { loadScenarios } from './writers/scenarios';
 
 /*
  * `vhdx-conform suite`: the corpus checks, then a property campaign against impl for the time
@@ -38,6 +42,32 @@ export interface ReaderSection {
   readonly peerFindings: number;
 }
 
+/**
+ * The writer section: the suite's writer scenarios through every writer adapter found on the
+ * machine, crash states included. What a writer gets wrong is a finding about that writer (known
+ * or new), reported, not a failure of the suite (`vhdx-conform writer` exits 1 on new ones).
+ */
+export interface WriterSection {
+  readonly reports: WriterReport[];
+  readonly unavailable: { writer: string; reason: string }[];
+}
+
+/** Scenarios the suite gives every writer: the reproducers of known findings first, then one of each kind. */
+export const SUITE_WRITER_SCENARIOS: readonly string[] = ['one-write', 'tiny-1mib', 'sessions-and-crash', 'block-boundaries-1mib', 'trims', 'fixed-4mib', 'random-8-lss512', 'sparse-64tib'];
+
+async function writerChecks(deadline: number): Promise<WriterSection> {
+  const scenarios = loadScenarios().filter((x) => SUITE_WRITER_SCENARIOS.includes(x.id));
+  scenarios.sort((a, b) => SUITE_WRITER_SCENARIOS.indexOf(a.id) - SUITE_WRITER_SCENARIOS.indexOf(b.id));
+  const reports: WriterReport[] = [];
+  const unavailable: WriterSection['unavailable'] = [];
+  for (const adapter of [qemuWriter]) {
+    const a = adapter.available();
+    if (!a.ok) unavailable.push({ writer: adapter.id, reason: a.reason });
+    else reports.push(await runWriterCampaign(adapter, scenarios, { crash: true, deadline, known: loadKnownFindings() }));
+  }
+  return { reports, unavailable };
+}
+
 export interface SuiteOptions {
   readonly budgetMs: number;
   /** Worker threads for the property families (default: one per core). */
@@ -51,6 +81,7 @@ export interface SuiteOptions {
 export interface SuiteResult {
   readonly corpus: CorpusCheck[];
   readonly readers: ReaderSection;
+  readonly writers: WriterSection;
   readonly properties: CampaignResult[];
   readonly ok: boolean;
   readonly elapsedMs: number;
@@ -174,6 +205,9 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   } finally {
     fs.rmSync(corpusDir, { recursive: true, force: true });
   }
+  o.onProgress?.({ phase: 'writers', elapsedMs: Date.now() - t0, crashStates: 0, runs: 0 });
+  // The writers get a quarter of what is left; the property campaign the rest.
+  const writers = await writerChecks(Date.now() + Math.max(0, o.budgetMs - (Date.now() - t0)) / 4);
   const ids = PROPERTIES.map((p) => p.id);
   const workers = fs.existsSync(WORKER_SCRIPT) ? Math.max(1, Math.min(o.workers ?? os.availableParallelism(), ids.length)) : 1;
   const groups: string[][] = Array.from({ length: workers }, () => []);
@@ -201,7 +235,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   const results = (await Promise.all(groups.map((g, w) => runGroup(w, g)))).flat();
   const properties = ids.map((id) => results.find((r) => r.id === id)!);
   const ok = corpus.every((c) => c.ok) && readers.ok && properties.every((p) => !p.failed);
-  return { corpus, readers, properties, ok, elapsedMs: Date.now() - t0 };
+  return { corpus, readers, writers, properties, ok, elapsedMs: Date.now() - t0 };
 }
 
 export interface WorkerJob {
@@ -249,6 +283,9 @@ export function suiteTable(r: SuiteResult): string {
   lines.push('');
   lines.push(readerTable(r.readers));
   lines.push('');
+  for (const w of r.writers.reports) lines.push(formatWriterTable(w));
+  for (const u of r.writers.unavailable) lines.push(`writer ${u.writer} unavailable: ${u.reason}`);
+  lines.push('');
   lines.push('property   runs  steps  crash states  states/s  flush points  faults  failures  first seed  time');
   for (const p of r.properties) {
     const rate = p.stats.crashStatesChecked ? Math.round(p.stats.crashStatesChecked / (p.elapsedMs / 1000)) : 0;
@@ -261,9 +298,17 @@ export function suiteTable(r: SuiteResult): string {
   lines.push('');
   const readImages = new Set(r.readers.rows.map((x) => x.image)).size;
   lines.push(
-    `${r.ok ? 'PASS' : 'FAIL'}: ${r.corpus.filter((c) => !c.skipped).length} corpus images checked, ${readImages} read by ${new Set(r.readers.rows.filter((x) => x.verdict !== 'unavailable').map((x) => x.reader)).size} readers (${r.readers.peerFindings} peer findings), ${r.properties.length} properties, ${crash} crash states checked in ${(r.elapsedMs / 1000).toFixed(1)} s`,
+    `${r.ok ? 'PASS' : 'FAIL'}: ${r.corpus.filter((c) => !c.skipped).length} corpus images checked, ${readImages} read by ${new Set(r.readers.rows.filter((x) => x.verdict !== 'unavailable').map((x) => x.reader)).size} readers (${r.readers.peerFindings} peer findings), ${writerSummary(r.writers)}, ${r.properties.length} properties, ${crash} crash states checked in ${(r.elapsedMs / 1000).toFixed(1)} s`,
   );
   return lines.join('\n') + '\n';
+}
+
+function writerSummary(w: WriterSection): string {
+  const scenarios = w.reports.reduce((n, x) => n + x.outcomes.filter((o) => o.status === 'checked').length, 0);
+  const states = w.reports.reduce((n, x) => n + x.outcomes.reduce((m, o) => m + (o.result?.stats.crashStatesChecked ?? 0), 0), 0);
+  const fresh = w.reports.reduce((n, x) => n + x.comparison.unexpected.length, 0);
+  const known = w.reports.reduce((n, x) => n + x.comparison.seen.length, 0);
+  return `${scenarios} writer scenarios through ${w.reports.length} writers (${states} crash states; ${known} known and ${fresh} new findings)`;
 }
 
 /** Images x readers, one line per image; peers' disagreements listed below as findings. */
@@ -300,6 +345,19 @@ export function writeSuiteReports(r: SuiteResult, dir: string, toolVersion: stri
     failure: p.failed ? `${p.report}\ncounterexample: ${p.counterexampleFile}` : undefined,
     timeSeconds: p.elapsedMs / 1000,
   }));
-  fs.writeFileSync(junit, junitXml([{ name: 'corpus', cases: corpusCases }, { name: 'readers', cases: readerCases }, { name: 'properties', cases: propertyCases }]));
+  // A writer's findings, known or new, are reported (system-out); an unavailable writer is skipped.
+  const writerCases: JUnitCase[] = [
+    ...r.writers.reports.flatMap((w) =>
+      w.outcomes.map((x): JUnitCase => ({
+        classname: `writers.${w.writer}`,
+        name: x.scenario,
+        skipped: x.status === 'unsupported' ? x.reason : undefined,
+        output: [x.reason, ...(x.result?.findings ?? []).map((f) => `${w.comparison.unexpected.some((u) => u.scenario === x.scenario && u.message === f.message) ? 'NEW' : 'known'} ${f.property} ${f.rule ?? ''}: ${f.message}`)].filter(Boolean).join('\n') || undefined,
+        timeSeconds: x.elapsedMs / 1000,
+      })),
+    ),
+    ...r.writers.unavailable.map((u): JUnitCase => ({ classname: `writers.${u.writer}`, name: 'available', skipped: u.reason })),
+  ];
+  fs.writeFileSync(junit, junitXml([{ name: 'corpus', cases: corpusCases }, { name: 'readers', cases: readerCases }, { name: 'writers', cases: writerCases }, { name: 'properties', cases: propertyCases }]));
   return { json, junit };
 }

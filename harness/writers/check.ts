@@ -181,18 +181,21 @@ function checkSessionHeaders(session: CapturedSession, n: number, add: (f: Write
 }
 
 /**
- * The model for a crash at device-event cut k: every disk event that began before the cut applied
- * (its writes may have landed), except a flush or close whose device events had not all been issued
- * (it did not return, so it promised nothing); then the crash. A disk event that issued no device
- * event at all counts as not begun at a cut on its boundary.
+ * The model for a crash at device-event cut k: every disk event that had completed (all its device
+ * events issued by k, which includes one that issued none at a cut on its boundary: the disk holds
+ * the same bytes whether it ran or not, so its promise holds), and the event in progress unless it
+ * is a flush or close (it did not return, so it promised nothing; its writes may have landed);
+ * then the crash.
  */
 function modelAtCut(session: CapturedSession, before: DiskModel, k: number): { key: string; model: DiskModel } {
   const { diskEvents, ends } = session;
-  let last = 0;
-  for (let j = 1; j < diskEvents.length; j++) if (ends[j - 1] < k) last = j;
-  const e = diskEvents[last];
-  const unfinished = (e.type === 'flush' || e.type === 'close') && ends[last] > k;
-  const upTo = unfinished || e.type === 'crash' ? last : last + 1;
+  let upTo = 0;
+  for (let j = 0; j < diskEvents.length; j++) {
+    const begun = j === 0 || ends[j - 1] < k;
+    const promises = diskEvents[j].type === 'flush' || diskEvents[j].type === 'close';
+    if (ends[j] <= k || (begun && !promises)) upTo = j + 1;
+    else break;
+  }
   const m = before.clone();
   for (let j = 0; j < upTo; j++) {
     const x = diskEvents[j];
