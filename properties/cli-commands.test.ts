@@ -46,7 +46,7 @@ function transpileTree(): string {
       }
     }
   };
-  for (const dir of ['spec-model', 'impl', 'harness', 'cli']) walk(dir);
+  for (const dir of ['spec-model', 'impl', 'harness', 'cli', 'corpus']) walk(dir);
   fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(out, 'package.json'));
   return out;
 }
@@ -67,13 +67,13 @@ interface Run {
   stderr: string;
 }
 
-function cli(args: string[], input?: Buffer): Run {
+function cli(args: string[], input?: Buffer, env: Record<string, string> = {}): Run {
   const r = spawnSync(process.execPath, [mainJs, ...args], {
     cwd: work,
     input,
     maxBuffer: 256 * MiB,
     timeout: 120_000,
-    env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') },
+    env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules'), ...env },
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString('utf8') };
 }
@@ -258,6 +258,38 @@ describeWithTools(['qemu-img'], 'convert and qemu-img', () => {
     expect(cmp.status).toBe(0);
     const check = spawnSync('qemu-img', ['check', '-f', 'vhdx', at('ours.vhdx')], { encoding: 'utf8' });
     expect(check.status).toBe(0);
+  });
+});
+
+describeWithTools(['qemu-img', 'qemu-io'], 'writer and replay', () => {
+  test('writer: qemu shows exactly its known findings (exit 0, three reports); a converter that writes raw bytes is a new finding (exit 1) that replay reproduces', () => {
+    const reports = at('writer-reports');
+    const out = ok(['writer', '--adapter', 'qemu', '--crash', '--only', 'one-write,lss-4096', '--report', reports]).toString();
+    expect(out).toMatch(/one-write +\d+ +\d+ .*known findings only/);
+    expect(out).toMatch(/lss-4096 .*not applicable: qemu-img has no option for 4096-byte logical sectors/);
+    expect(out).toMatch(/known: CRASH LOG-28 \(reproducer one-write\)/);
+    expect(fs.readdirSync(reports).sort()).toEqual(['writer-qemu.html', 'writer-qemu.json', 'writer-qemu.junit.xml']);
+    expect(fs.readFileSync(path.join(reports, 'writer-qemu.junit.xml'), 'utf8')).toMatch(/<skipped message="qemu-img has no option/);
+    const json = JSON.parse(fs.readFileSync(path.join(reports, 'writer-qemu.json'), 'utf8')) as { ok: boolean; outcomes: { result?: { stats: { crashStatesChecked: number } } }[] };
+    expect(json.ok).toBe(true);
+    expect(json.outcomes[1].result!.stats.crashStatesChecked).toBeGreaterThan(20);
+
+    const cex = at('writer-cex');
+    const bad = cli(['writer', '--adapter', "cmd:'cp {raw} {vhdx}'", '--only', 'tiny-1mib', '--report', reports], undefined, { VHDX_COUNTEREXAMPLES: cex });
+    expect(bad.status).toBe(1);
+    expect(bad.stdout.toString()).toMatch(/NEW FINDING/);
+    const [file] = fs.readdirSync(cex);
+    expect(file).toMatch(/^WRITER-FINAL--/);
+    const again = cli(['replay', path.join(cex, file)]);
+    expect(again.stdout.toString()).toMatch(/reproduced: WRITER-FINAL/);
+    expect(again.status).toBe(1);
+  }, 120_000);
+});
+
+describe('writer: bad arguments', () => {
+  test('an unknown writer or scenario is one line and exit status 2', () => {
+    expect(fails(['writer', '--adapter', 'nope'], 2)).toMatch(/unknown writer "nope"/);
+    expect(fails(['writer', '--adapter', "cmd:'true {raw} {vhdx}'", '--only', 'no-such'], 2)).toMatch(/no scenario no-such/);
   });
 });
 
