@@ -11,6 +11,7 @@ import { CrashChoice, CreateParams, DeviceEvent, DiskEvent } from './events';
 import { HeaderViolation, currentHeaderOf, observeHeaders, observeLogOrdering } from './observe';
 import { PATTERNS, patternBytes } from './patterns';
 import { ContentCheck } from './content-check';
+import { xorshift32 } from './prng';
 
 /*
  * Runs disk events against the impl driver and the model side by side, and checks the promises
@@ -77,15 +78,7 @@ function driverParams(p: CreateParams) {
 
 /** Deterministically turns a seed into a concrete crash choice for the session's events (cut >= minCut). */
 export function resolveCrashChoice(events: readonly DeviceEvent[], minCut: number, seed: number): CrashChoice {
-  let s = seed >>> 0 || 1;
-  const next = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
+  const next = xorshift32(seed);
   const cut = minCut + Math.floor(next() * (events.length - minCut + 1));
   const inFlight = inFlightIndices(events, cut);
   const keep = inFlight.filter(() => next() < 0.6);

@@ -199,9 +199,10 @@ export const qemuWriter: WriterAdapter = {
             await io.kill();
             endedBy = 'crash';
           } else {
-            const text = await io.command(commandFor(e, patternFile));
+            const cmd = commandFor(e, patternFile);
+            const text = await io.command(cmd);
             if (e.type === 'read') reads.push({ eventIndex: i, offsetBytes: e.offsetBytes, bytes: parseQemuIoDump(text, e.offsetBytes, e.lengthBytes) });
-            else if (text.trim() !== '') throw new WriterToolError('qemu-io', `qemu-io on ${imagePath}: "${commandFor(e, patternFile)}" said: ${text.trim()}`);
+            else if (text.trim() !== '') throw new WriterToolError('qemu-io', `qemu-io on ${imagePath}: "${cmd}" said: ${text.trim()}`);
           }
           logSizes.push(fs.statSync(logPath).size);
         }

@@ -5,6 +5,7 @@ import { MiB } from '../../spec-model/format';
 import { VhdxError, VhdxIoError, VhdxUsageError } from '../../spec-model/format/errors';
 import { CreateParams, DiskEvent, parseDiskEvents } from '../events';
 import { PATTERNS } from '../patterns';
+import { xorshift32 } from '../prng';
 
 /**
  * Writer scenarios (DESIGN.md "Corpus"): disk-event lists a writer adapter executes. Stored one per
@@ -101,18 +102,6 @@ export function loadScenarios(dir = defaultScenarioDir()): Scenario[] {
 
 // --- generated scenarios ---------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
-
 export interface RandomScenarioOptions {
   /** Sessions (create's and each reopen). */
   maxSessions?: number;
@@ -131,7 +120,7 @@ export interface RandomScenarioOptions {
  * give the same events.
  */
 export function randomScenario(seed: number, o: RandomScenarioOptions = {}): Scenario {
-  const r = rng(seed);
+  const r = xorshift32(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
   const lss = pick<512 | 4096>(o.logicalSectorSizes ?? [512, 4096]);
   const blockSizeBytes = pick([1, 1, 2, 32, 256]) * MiB;
