@@ -82,7 +82,7 @@ describe('dm-log-writes capture format', () => {
 
 describe('writer scenarios', () => {
   test('every stored scenario is valid; the random ones are what their seeds generate', () => {
-    expect(SCENARIOS.length).toBeGreaterThanOrEqual(20);
+    expect(SCENARIOS.length).toBeGreaterThanOrEqual(26);
     const random = SCENARIOS.filter((s) => s.id.startsWith('random-'));
     expect(random.length).toBeGreaterThanOrEqual(5);
     for (const s of random) expect(regenerate(s)).toEqual(s);
@@ -90,7 +90,7 @@ describe('writer scenarios', () => {
     const params = SCENARIOS.map((s) => (s.events[0] as Extract<Scenario['events'][number], { type: 'create' }>).params);
     expect(Math.min(...params.map((p) => p.virtualSizeBytes))).toBe(1 << 20);
     expect(Math.max(...params.map((p) => p.virtualSizeBytes))).toBe(64 * 2 ** 40);
-    expect(new Set(params.map((p) => p.blockSizeBytes / 2 ** 20))).toEqual(new Set([1, 2, 32, 256]));
+    expect(new Set(params.map((p) => p.blockSizeBytes / 2 ** 20))).toEqual(new Set([1, 2, 4, 8, 16, 32, 64, 128, 256])); // every block size §2.6.2.1 allows
     expect(new Set(params.map((p) => p.logicalSectorSizeBytes))).toEqual(new Set([512, 4096]));
     expect(SCENARIOS.some((s) => s.events.some((e) => e.type === 'trim'))).toBe(true);
     expect(SCENARIOS.some((s) => s.events.some((e) => e.type === 'crash'))).toBe(true);
