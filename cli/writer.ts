@@ -20,15 +20,11 @@ export interface WriterCommandOptions {
 }
 
 export async function runWriterCommand(opts: WriterCommandOptions): Promise<number> {
-  const { qemuWriter } = await import('../harness/writers/qemu');
-  const { commandWriter } = await import('../harness/writers/cmd');
+  const { writerAdapterById } = await import('../harness/writers/replay');
   const { loadScenarios } = await import('../harness/writers/scenarios');
   const { loadKnownFindings } = await import('../harness/writers/run');
   const { formatWriterTable, runWriterCampaign, writeWriterReports } = await import('../harness/writers/campaign');
-  const a = opts.adapter.trim();
-  const m = /^cmd:(['"]?)(.*)\1$/.exec(a);
-  const adapter = a === 'qemu' ? qemuWriter : m ? commandWriter(m[2]) : undefined;
-  if (!adapter) throw new VhdxUsageError('--adapter', `unknown writer ${JSON.stringify(a)} (qemu or cmd:'TOOL ARGS {raw} {vhdx}')`);
+  const adapter = writerAdapterById(opts.adapter.trim());
   const availability = adapter.available();
   if (!availability.ok) {
     console.error(`vhdx-conform writer: ${adapter.id} is unavailable: ${availability.reason}`);

@@ -128,7 +128,7 @@ function headerVariants(image: CowImage): { name: string; image: CowImage }[] {
 }
 
 /** Reads 512-byte units through a reader that only takes whole logical sectors (one sector cached). */
-function unitReader(read: (offsetBytes: number, lengthBytes: number) => Uint8Array, sectorBytes: number): (unit: number) => Uint8Array {
+export function unitReader(read: (offsetBytes: number, lengthBytes: number) => Uint8Array, sectorBytes: number): (unit: number) => Uint8Array {
   let cachedSector = -1;
   let cached: Uint8Array = new Uint8Array(0);
   return (unit) => {

@@ -1,5 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import { VhdxUsageError } from '../../spec-model/format/errors';
 import { Counterexample, counterexampleDir, writeCounterexample } from '../events';
 import { JUnitCase, junitXml, xmlEscape } from '../xml';
 import { WriterFinding } from './check';
@@ -44,7 +45,7 @@ export const WRITER_PROPERTY_PREFIX = 'WRITER';
 export async function runWriterCampaign(adapter: WriterAdapter, scenarios: readonly Scenario[], o: WriterCampaignOptions): Promise<WriterReport> {
   const t0 = Date.now();
   const availability = adapter.available();
-  if (!availability.ok) throw new Error(`${adapter.id} is not available: ${availability.reason}`);
+  if (!availability.ok) throw new VhdxUsageError('adapter', `${adapter.id} is not available: ${availability.reason}`);
   const outcomes: ScenarioOutcome[] = [];
   const notRun: string[] = [];
   for (const s of scenarios) {

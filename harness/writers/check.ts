@@ -1,4 +1,4 @@
-import { DiskModel, UNIT_BYTES } from '../../spec-model/disk-model';
+import { DiskModel } from '../../spec-model/disk-model';
 import { digestV1 } from '../../spec-model/digest';
 import { VhdxError, VhdxFormatError } from '../../spec-model/format/errors';
 import { inspect } from '../../spec-model/inspect';
@@ -11,7 +11,7 @@ import { modelDigest } from '../corpus/expect';
 import type { DiskEvent } from '../events';
 import { observeHeaders, observeLogOrdering } from '../observe';
 import { PATTERNS } from '../patterns';
-import { resolveCrashChoice } from '../runner';
+import { resolveCrashChoice, unitReader } from '../runner';
 import { Scenario } from './scenarios';
 import { CapturedSession, WriterRun } from './types';
 
@@ -159,14 +159,6 @@ function adoptCrashState(model: DiskModel, image: Uint8Array, session: number, a
   model.adopt(unitReader((off, len) => disk.read(off, len), model.logicalSectorSizeBytes), model.uncertainUnits());
 }
 
-function unitReader(read: (o: number, l: number) => Uint8Array, sectorBytes: number): (unit: number) => Uint8Array {
-  return (unit) => {
-    const offset = unit * UNIT_BYTES;
-    const sector = Math.floor(offset / sectorBytes) * sectorBytes;
-    return read(sector, sectorBytes).subarray(offset - sector, offset - sector + UNIT_BYTES);
-  };
-}
-
 function checkSessionHeaders(session: CapturedSession, n: number, add: (f: WriterFinding) => void): void {
   const firstGuest = session.diskEvents.findIndex((e) => e.type === 'write' || e.type === 'trim');
   const observation = {
@@ -215,14 +207,13 @@ function checkSessionCrashes(
 ): void {
   const log = new CrashLog(session.startImage, session.events);
   const checks = new Map<string, ContentCheck>();
-  const lss = before.status === 'absent' ? (session.diskEvents[0] as Extract<DiskEvent, { type: 'create' }>).params.logicalSectorSizeBytes : before.logicalSectorSizeBytes;
   const checkState = (state: CrashState, what: string): void => {
     if (o.deadline !== undefined && Date.now() > o.deadline) {
       stats.crashStatesSkipped++;
       return;
     }
     const { key, model } = modelAtCut(session, before, state.cut);
-    if (!checks.has(key)) checks.set(key, new ContentCheck(model, lss));
+    if (!checks.has(key)) checks.set(key, new ContentCheck(model, model.logicalSectorSizeBytes));
     const check = checks.get(key)!;
     // Sizes are not captured: the state keeps at least the size the file had at the end of the session.
     if (state.image.sizeBytes < session.endSizeBytes) state.image.setSize(session.endSizeBytes);

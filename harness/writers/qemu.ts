@@ -231,7 +231,7 @@ export const qemuWriter: WriterAdapter = {
 };
 
 /** Device events at the end of the session's last completed flush (or close): a crash cuts at or after it. */
-export function minCutOf(diskEvents: readonly DiskEvent[], ends: readonly number[]): number {
+function minCutOf(diskEvents: readonly DiskEvent[], ends: readonly number[]): number {
   let cut = 0;
   diskEvents.forEach((e, k) => {
     if (e.type === 'flush' || e.type === 'close') cut = ends[k];

@@ -15,7 +15,7 @@ export function writerAdapterById(id: string): WriterAdapter {
   if (id === 'qemu') return qemuWriter;
   const m = /^cmd:(['"]?)(.*)\1$/.exec(id);
   if (m) return commandWriter(m[2]);
-  throw new VhdxUsageError('writer', `unknown writer ${JSON.stringify(id)}`);
+  throw new VhdxUsageError('--adapter', `unknown writer ${JSON.stringify(id)} (qemu or cmd:'TOOL ARGS {raw} {vhdx}')`);
 }
 
 /** Reruns a writer counterexample against the same adapter; prints every finding. */
