@@ -118,6 +118,7 @@ export function encodeLogEntry(p: EntryParams): Uint8Array {
     const d = LOG_ENTRY_HEADER_SIZE_BYTES + k * LOG_DESCRIPTOR_SIZE_BYTES;
     if (u.kind === 'zero') {
       invariant(u.lengthBytes > 0 && u.lengthBytes % S === 0 && u.fileOffsetBytes % S === 0, 'zero descriptor must cover whole 4 KiB sectors');
+      // Stryker disable next-line ArithmeticOperator: the signature is the structure's first field (offset 0); + and - agree
       out.set(SIG_ZERO, d + OFF.zeroSig);
       writeU32(out, d + OFF.zeroReserved, 0);
       writeU64Big(out, d + OFF.zeroLength, BigInt(u.lengthBytes));
@@ -125,12 +126,14 @@ export function encodeLogEntry(p: EntryParams): Uint8Array {
       writeU64Big(out, d + OFF.zeroSeq, p.sequenceNumber);
     } else {
       invariant(u.image.length === S && u.fileOffsetBytes % S === 0, 'data descriptor updates exactly one aligned 4 KiB sector');
+      // Stryker disable next-line ArithmeticOperator: the signature is the structure's first field (offset 0); + and - agree
       out.set(SIG_DESC, d + OFF.descSig);
       out.set(u.image.subarray(S - TRAILING, S), d + OFF.descTrailing);
       out.set(u.image.subarray(0, LEADING), d + OFF.descLeading);
       writeU64Big(out, d + OFF.descFileOffset, BigInt(u.fileOffsetBytes));
       writeU64Big(out, d + OFF.descSeq, p.sequenceNumber);
       const sec = S * (descSectorCount + dataIndex++);
+      // Stryker disable next-line ArithmeticOperator: the signature is the structure's first field (offset 0); + and - agree
       out.set(SIG_DATA, sec + OFF.sectorSig);
       writeU32(out, sec + OFF.sectorHigh, seqHigh);
       out.set(u.image.subarray(LEADING, S - TRAILING), sec + OFF.sectorData);
@@ -154,6 +157,7 @@ export interface ParsedEntry {
 
 /** The entry's bytes in logical order; a wrapped entry (end of log, continued at 0) is copied. */
 function circularSlice(log: Uint8Array, pos: number, length: number): Uint8Array {
+  // Stryker disable next-line EqualityOperator: an entry that ends exactly at the log's end copies the same bytes
   if (pos + length <= log.length) return log.subarray(pos, pos + length);
   const out = new Uint8Array(length);
   const first = log.length - pos;
@@ -174,11 +178,15 @@ export function parseEntryAt(log: Uint8Array, pos: number, logGuid: string): Par
   const L = log.length;
   if (!hasSig(log, pos, SIG_LOGE)) return undefined;
   const h = LOG_ENTRY_HEADER.decode(log, pos); // the 64-byte header never wraps: pos is 4 KiB aligned
+  // Bounds the copy below. Later checks refuse the same entries (0: the descriptor count check; unaligned: the sector
+  // count check; longer than the log: its own header, re-read as a later sector, has no descriptor or data signature).
+  // Stryker disable next-line ConditionalExpression,LogicalOperator: see above
   if (h.EntryLength === 0 || h.EntryLength % S !== 0 || h.EntryLength > L) return undefined;
   if (h.Tail % S !== 0 || h.Tail >= L) return undefined;
   if (h.SequenceNumber === 0n || h.Reserved !== 0) return undefined;
   if (h.LogGuid !== logGuid) return undefined;
   const descSectorCount = descriptorSectors(h.DescriptorCount);
+  // Stryker disable next-line ConditionalExpression,ArithmeticOperator: without it the last descriptor would start past the entry and match no signature
   if (LOG_ENTRY_HEADER_SIZE_BYTES + LOG_DESCRIPTOR_SIZE_BYTES * h.DescriptorCount > h.EntryLength) return undefined;
   const bytes = circularSlice(log, pos, h.EntryLength);
   if (checksumWithFieldZeroed(bytes, 0, h.EntryLength, OFF.headerChecksum) !== readU32(bytes, OFF.headerChecksum)) return undefined;
@@ -190,6 +198,7 @@ export function parseEntryAt(log: Uint8Array, pos: number, logGuid: string): Par
   const dataSectorCount = h.EntryLength / S - descSectorCount;
   for (let k = 0; k < h.DescriptorCount; k++) {
     const d = LOG_ENTRY_HEADER_SIZE_BYTES + k * LOG_DESCRIPTOR_SIZE_BYTES;
+    // Stryker disable next-line ArithmeticOperator: the signature is the structure's first field (offset 0); + and - agree
     if (hasSig(bytes, d + OFF.zeroSig, SIG_ZERO)) {
       if (readU32(bytes, d + OFF.zeroReserved) !== 0) return undefined;
       if (readU64Big(bytes, d + OFF.zeroSeq) !== seq) return undefined;
@@ -198,13 +207,16 @@ export function parseEntryAt(log: Uint8Array, pos: number, logGuid: string): Par
       if (length % BIG_S !== 0n || fileOffset % BIG_S !== 0n) return undefined;
       // Beyond 2^53 the numbers are approximate; replay refuses anything past MAX_REPLAY_TARGET_BYTES.
       updates.push({ kind: 'zero', fileOffsetBytes: Number(fileOffset), lengthBytes: Number(length) });
+      // Stryker disable next-line ArithmeticOperator: the signature is the structure's first field (offset 0); + and - agree
     } else if (hasSig(bytes, d + OFF.descSig, SIG_DESC)) {
       if (readU64Big(bytes, d + OFF.descSeq) !== seq) return undefined;
       const fileOffsetBig = readU64Big(bytes, d + OFF.descFileOffset);
       if (fileOffsetBig % BIG_S !== 0n) return undefined;
       const fileOffset = Number(fileOffsetBig);
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: a data sector past the entry would fail its signature check anyway
       if (dataIndex >= dataSectorCount) return undefined;
       const sec = S * (descSectorCount + dataIndex++);
+      // Stryker disable next-line ArithmeticOperator: the signature is the structure's first field (offset 0); + and - agree
       if (!hasSig(bytes, sec + OFF.sectorSig, SIG_DATA)) return undefined;
       if (readU32(bytes, sec + OFF.sectorHigh) !== seqHigh || readU32(bytes, sec + OFF.sectorLow) !== seqLow) return undefined;
       const image = new Uint8Array(S);

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { MemoryDevice } from '../impl/device';
-import { encodeLogEntry, parseEntryAt, type LogUpdate } from '../impl/log-format';
+import { encodeLogEntry, entryLengthBytes, maxDataDescriptorsFor, parseEntryAt, type LogUpdate } from '../impl/log-format';
 import { applySequence, planReplay as implPlanReplay } from '../impl/log-replay';
 import { LogRing, emptyLogStats } from '../impl/log-writer';
 import { DATA_DESCRIPTOR, DATA_SECTOR, HEADER, LOG_ENTRY_HEADER, LOG_SECTOR_SIZE_BYTES, MAX_REPLAY_TARGET_BYTES, MiB, VhdxFormatError, ZERO_DESCRIPTOR, storeChecksum } from '../spec-model/format';
@@ -267,34 +267,50 @@ test('REPLAY: on arbitrary multi-session, wrapped and torn logs the driver repla
  * entries the spec model's validation (notes §5.6 "Entry validation") accepts, and decodes them
  * to the same fields and updates. Entries are encoded by the driver, placed anywhere in the log
  * (wrapping past its end), then edited: any byte of any field or sector set to a chosen value,
- * words set to boundary values, with or without the checksum recomputed.
+ * words set to boundary values; then the checksum is left alone, recomputed over the entry as
+ * encoded, or recomputed over the EntryLength the edited header claims, read round the log.
  */
 const entryCaseArb = fc.record({
   logSectors: fc.integer({ min: 2, max: 8 }),
   atSector: fc.nat(7),
-  sequence: fc.oneof(fc.bigInt(1n, 1000n), fc.constantFrom(1n, 0xffffffffn, 0x100000000n, (1n << 64n) - 1n)),
+  sequence: fc.oneof(fc.bigInt(1n, 1000n), fc.constantFrom(0n, 1n, 0xffffffffn, 0x100000000n, (1n << 64n) - 1n)),
   tailSector: fc.nat(9),
   flushed: fc.oneof(fc.nat(64).map((m) => m * MiB), fc.constantFrom(2 ** 53 - 1, 2 ** 60)),
   updates: fc.array(
     fc.record({ zero: fc.boolean(), sector: fc.oneof(fc.nat(1 << 20), fc.constant(2 ** 40)), lengthSectors: fc.integer({ min: 1, max: 4 }), fill: fc.nat(255) }),
     { maxLength: 4 },
   ),
+  // zero descriptors appended up to this count: 126 fill the first descriptor sector exactly, 127 spill into a second
+  descriptorsUpTo: fc.constantFrom(0, 0, 126, 127, 254),
   edits: fc.array(
     fc.record({
       // a field of the header, of a descriptor or of a data sector (one descriptor sector: at most 4 updates), or any byte
       at: fc.oneof(
-        { weight: 2, arbitrary: fc.constantFrom(0, 4, 8, 12, 16, 24, 28, 32, 48, 56) },
+        { weight: 3, arbitrary: fc.constantFrom(0, 4, 8, 12, 16, 24, 28, 32, 48, 56) },
         { weight: 4, arbitrary: fc.tuple(fc.nat(1), fc.constantFrom(0, 4, 8, 16, 24)).map(([k, f]) => 64 + 32 * k + f) },
         { weight: 2, arbitrary: fc.tuple(fc.nat(1), fc.constantFrom(0, 4, 8, 4092)).map(([j, f]) => S * (1 + j) + f) },
         { weight: 1, arbitrary: fc.nat(3 * S - 1) },
       ),
       width: fc.constantFrom(1, 4, 8),
-      value: fc.oneof(fc.nat(255), fc.constantFrom(0, 1, 4095, 4096, 0xffffffff, 2 ** 32, 2 ** 53)),
+      value: fc.oneof(fc.nat(255), fc.constantFrom(0, 1, 512, 4095, 0xffffffff, 2 ** 32, 2 ** 53), fc.integer({ min: 1, max: 9 }).map((k) => k * S)),
     }),
     { maxLength: 2 },
   ),
-  rechecksum: fc.constantFrom(true, true, true, false),
+  checksum: fc.constantFrom('asEncoded', 'asEncoded', 'asClaimed', 'asClaimed', 'stale'),
 });
+
+/** Where the single-entry logs sit in their (small) files. */
+const ENTRY_LOG_AT_BYTES = S;
+
+/** The entry's checksum recomputed over the EntryLength its header claims, read round the log from `pos` (what a careful forger would write). */
+function storeChecksumAsClaimed(log: Uint8Array, pos: number): void {
+  const L = log.length;
+  const claimed = Buffer.from(log.buffer, log.byteOffset + pos, 12).readUInt32LE(8);
+  if (claimed < 8 || claimed > 2 * L) return; // no checksum can make such an entry valid; leave it
+  const bytes = Uint8Array.from({ length: claimed }, (_, i) => log[(pos + i) % L]);
+  storeChecksum(bytes, 0, claimed, LOG_ENTRY_HEADER.offsetOf('Checksum'));
+  log.set(bytes.subarray(4, 8), pos + 4);
+}
 
 test('REPLAY: the driver validates and decodes single log entries exactly as the spec model does', () => {
   checkProperty(
@@ -305,6 +321,7 @@ test('REPLAY: the driver validates and decodes single log entries exactly as the
       const updates: LogUpdate[] = c.updates.map((u) =>
         u.zero ? { kind: 'zero', fileOffsetBytes: u.sector * S, lengthBytes: u.lengthSectors * S } : { kind: 'data', fileOffsetBytes: u.sector * S, image: Uint8Array.from({ length: S }, (_, i) => (u.fill + i * 7) & 0xff) },
       );
+      while (updates.length < c.descriptorsUpTo) updates.push({ kind: 'zero', fileOffsetBytes: updates.length * S, lengthBytes: S });
       const bytes = encodeLogEntry({ sequenceNumber: c.sequence, logGuid: GUIDS[0], tailBytes: (c.tailSector % c.logSectors) * S + (c.tailSector > 7 ? 512 : 0), flushedFileOffsetBytes: c.flushed, lastFileOffsetBytes: c.flushed, updates });
       if (bytes.length > L) return;
       const dv = new DataView(bytes.buffer);
@@ -314,31 +331,107 @@ test('REPLAY: the driver validates and decodes single log entries exactly as the
         else if (e.width === 4) dv.setUint32(at, e.value >>> 0, true);
         else dv.setBigUint64(at, BigInt(e.value), true);
       }
-      if (c.rechecksum) storeChecksum(bytes, 0, bytes.length, LOG_ENTRY_HEADER.offsetOf('Checksum'));
+      if (c.checksum === 'asEncoded') storeChecksum(bytes, 0, bytes.length, LOG_ENTRY_HEADER.offsetOf('Checksum'));
       const pos = (c.atSector % c.logSectors) * S;
-      const file = new Uint8Array(LOG_AT_BYTES + L);
-      for (let i = 0; i < bytes.length; i++) file[LOG_AT_BYTES + ((pos + i) % L)] = bytes[i];
-      const log = file.subarray(LOG_AT_BYTES);
+      const file = new Uint8Array(ENTRY_LOG_AT_BYTES + L);
+      for (let i = 0; i < bytes.length; i++) file[ENTRY_LOG_AT_BYTES + ((pos + i) % L)] = bytes[i];
+      const log = file.subarray(ENTRY_LOG_AT_BYTES);
+      if (c.checksum === 'asClaimed') storeChecksumAsClaimed(log, pos);
 
       const ours = parseEntryAt(log, pos, GUIDS[0]);
-      const header = { ...HEADER.decode(new Uint8Array(HEADER.sizeBytes), 0), LogGuid: GUIDS[0], LogOffset: BigInt(LOG_AT_BYTES), LogLength: L };
+      const header = { ...HEADER.decode(new Uint8Array(HEADER.sizeBytes), 0), LogGuid: GUIDS[0], LogOffset: BigInt(ENTRY_LOG_AT_BYTES), LogLength: L };
       const model = scanLog(new MemorySource(file), header).entries.find((e) => e.logOffsetBytes === pos);
       expect(ours !== undefined).toBe(model !== undefined);
       if (!ours || !model) return;
       const h = model.header;
       expect([ours.positionBytes, ours.lengthBytes, ours.tailBytes, ours.sequenceNumber, ours.flushedFileOffsetBytes, ours.lastFileOffsetBytes]).toEqual([pos, h.EntryLength, h.Tail, h.SequenceNumber, Number(h.FlushedFileOffset), Number(h.LastFileOffset)]);
-      let data = 0;
-      const expected = model.descriptors.map((d): LogUpdate => {
-        if (d.kind === 'zero') return { kind: 'zero', fileOffsetBytes: Number(d.descriptor.FileOffset), lengthBytes: Number(d.descriptor.ZeroLength) };
-        const image = new Uint8Array(S);
-        image.set(d.descriptor.LeadingBytes, 0);
-        image.set(model.dataSectorPayloads[data++], 8);
-        image.set(d.descriptor.TrailingBytes, S - 4);
-        return { kind: 'data', fileOffsetBytes: Number(d.descriptor.FileOffset), image };
-      });
-      expect(ours.updates).toEqual(expected);
+      expect(ours.updates.map(updateKey)).toEqual(modelUpdates(model).map(updateKey));
     },
-    400,
+    2000,
+  );
+});
+
+/** An update as one string (jest compares typed arrays element by element, slowly). */
+const updateKey = (u: LogUpdate): string => (u.kind === 'zero' ? `zero ${u.fileOffsetBytes} +${u.lengthBytes}` : `data ${u.fileOffsetBytes} ${Buffer.from(u.image).toString('hex')}`);
+
+/** The updates a spec-model-parsed entry carries, in the driver's representation. */
+function modelUpdates(model: ReturnType<typeof scanLog>['entries'][number]): LogUpdate[] {
+  let data = 0;
+  return model.descriptors.map((d): LogUpdate => {
+    if (d.kind === 'zero') return { kind: 'zero', fileOffsetBytes: Number(d.descriptor.FileOffset), lengthBytes: Number(d.descriptor.ZeroLength) };
+    const image = new Uint8Array(S);
+    image.set(d.descriptor.LeadingBytes, 0);
+    image.set(model.dataSectorPayloads[data++], 8);
+    image.set(d.descriptor.TrailingBytes, S - 4);
+    return { kind: 'data', fileOffsetBytes: Number(d.descriptor.FileOffset), image };
+  });
+}
+
+/*
+ * The driver's entry encoder, read by the spec model: every entry it writes is valid (§2.3.1) and
+ * says exactly what it was given; its length is what entryLengthBytes predicts; and it refuses
+ * updates that no descriptor can express. maxDataDescriptorsFor is the largest k such that an
+ * entry of k data descriptors fits, by the layout of §2.3.1: ceil((64 + 32k) / 4096) descriptor
+ * sectors and k data sectors.
+ */
+test('REPLAY: every entry the driver encodes is valid to the spec model and carries exactly its updates', () => {
+  const zero = (fileOffsetBytes: number, lengthBytes: number): LogUpdate => ({ kind: 'zero', fileOffsetBytes, lengthBytes });
+  const data = (fileOffsetBytes: number, length: number): LogUpdate => ({ kind: 'data', fileOffsetBytes, image: new Uint8Array(length) });
+  const encode = (u: LogUpdate) => () => encodeLogEntry({ sequenceNumber: 1n, logGuid: GUIDS[0], tailBytes: 0, flushedFileOffsetBytes: 0, lastFileOffsetBytes: 0, updates: [u] });
+  for (const bad of [zero(0, 0), zero(0, 512), zero(512, S)]) expect(encode(bad)).toThrow(/zero descriptor must cover whole 4 KiB sectors/);
+  for (const bad of [data(0, S - 1), data(0, S + 1), data(512, S)]) expect(encode(bad)).toThrow(/data descriptor updates exactly one aligned 4 KiB sector/);
+
+  const patternImage = (seed: number): Uint8Array => {
+    const image = new Uint8Array(S);
+    const words = new Uint32Array(image.buffer);
+    let x = seed | 1;
+    for (let i = 0; i < words.length; i++) words[i] = x = (x ^ (x << 13) ^ (x >>> 17) ^ (x << 5)) >>> 0;
+    return image;
+  };
+  const layoutLength = (descriptors: number, dataSectors: number): number => S * (Math.ceil((64 + 32 * descriptors) / S) + dataSectors);
+  checkProperty(
+    'REPLAY-encoder',
+    fc.record({
+      sequence: fc.oneof(fc.bigInt(1n, (1n << 64n) - 1n), fc.constantFrom(1n, 0xffffffffn, 0x100000000n)),
+      tailSectors: fc.nat(40),
+      flushed: fc.nat(1 << 20).map((k) => k * S),
+      lastExtra: fc.nat(1 << 20).map((k) => k * S),
+      updates: fc.array(
+        fc.oneof(
+          fc.record({ kind: fc.constant('zero' as const), sector: fc.nat(1 << 30), lengthSectors: fc.integer({ min: 1, max: 1 << 16 }) }),
+          fc.record({ kind: fc.constant('data' as const), sector: fc.nat(1 << 30), seed: fc.nat() }),
+        ),
+        { maxLength: 140 },
+      ),
+      maxBytes: fc.nat(1 << 22),
+    }),
+    (c) => {
+      const updates = c.updates.map((u): LogUpdate => (u.kind === 'zero' ? zero(u.sector * S, u.lengthSectors * S) : { kind: 'data', fileOffsetBytes: u.sector * S, image: patternImage(u.seed) }));
+      const dataCount = updates.filter((u) => u.kind === 'data').length;
+      const p = { sequenceNumber: c.sequence, logGuid: GUIDS[0], tailBytes: c.tailSectors * S, flushedFileOffsetBytes: c.flushed, lastFileOffsetBytes: c.flushed + c.lastExtra, updates };
+      const bytes = encodeLogEntry(p);
+      expect(bytes.length).toBe(layoutLength(updates.length, dataCount));
+      expect(entryLengthBytes(updates.length, dataCount)).toBe(bytes.length);
+
+      const L = bytes.length + (c.tailSectors + 1) * S; // room for the Tail to point anywhere before the entry
+      const file = new Uint8Array(ENTRY_LOG_AT_BYTES + L);
+      file.set(bytes, ENTRY_LOG_AT_BYTES);
+      const header = { ...HEADER.decode(new Uint8Array(HEADER.sizeBytes), 0), LogGuid: GUIDS[0], LogOffset: BigInt(ENTRY_LOG_AT_BYTES), LogLength: L };
+      const scan = scanLog(new MemorySource(file), header);
+      const model = scan.entries.find((e) => e.logOffsetBytes === 0);
+      expect(scan.invalidEntries).toEqual([]);
+      expect(model).toBeDefined();
+      const h = model!.header;
+      expect([h.EntryLength, h.Tail, h.SequenceNumber, h.DescriptorCount, h.LogGuid, Number(h.FlushedFileOffset), Number(h.LastFileOffset)]).toEqual([
+        bytes.length, p.tailBytes, p.sequenceNumber, updates.length, GUIDS[0], p.flushedFileOffsetBytes, p.lastFileOffsetBytes,
+      ]);
+      expect(modelUpdates(model!).map(updateKey)).toEqual(updates.map(updateKey));
+
+      let largest = 0;
+      while (layoutLength(largest + 1, largest + 1) <= c.maxBytes) largest++;
+      expect(maxDataDescriptorsFor(c.maxBytes)).toBe(largest);
+    },
+    500,
   );
 });
 
