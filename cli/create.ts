@@ -154,12 +154,33 @@ export function registerCreate(program: Command): void {
     .command('create')
     .description('create an empty VHDX image (sizes take K/M/G/T suffixes, powers of 1024); an existing file is overwritten')
     .argument('<image>', 'the VHDX file to create')
-    .requiredOption('--size <size>', 'virtual disk size, e.g. 10G');
+    .option('--size <size>', 'virtual disk size, e.g. 10G (required unless --parent)')
+    .option('--parent <image>', 'make a differencing disk over this image (size and sector sizes come from it; it must not be written afterwards)')
+    .option('--parent-win32-path <path>', 'with --parent: absolute_win32_path for the locator, e.g. \\\\?\\C:\\vms\\base.vhdx (some readers, libvhdi among them, look only there)');
   addVhdxOutputOptions(cmd);
-  strictArguments(cmd).action((image: string, opts: VhdxOutputOptions & { size: string }) => runCreate(image, opts));
+  strictArguments(cmd).action((image: string, opts: CreateOptions) => (opts.parent !== undefined ? runCreateChild(image, opts.parent, opts) : runCreate(image, opts)));
 }
 
-export function runCreate(image: string, opts: VhdxOutputOptions & { size: string }): void {
+type CreateOptions = VhdxOutputOptions & { size?: string; parent?: string; parentWin32Path?: string };
+
+/** `create CHILD --parent PARENT` (notes §5.10): what the child copies from its parent cannot be chosen. */
+function runCreateChild(image: string, parentPath: string, opts: CreateOptions): void {
+  for (const [flag, given] of [['--size', opts.size], ['--fixed', opts.fixed], ['--sector', opts.sector], ['--physical-sector', opts.physicalSector]] as const) {
+    if (given !== undefined) throw new VhdxUsageError(flag, `${flag} cannot be combined with --parent: a differencing disk takes its size and sector sizes from its parent`);
+  }
+  if (!fs.existsSync(parentPath)) throw fsError('open', parentPath, Object.assign(new Error('ENOENT'), { code: 'ENOENT' }));
+  const p = createParamsFrom(1, opts); // only block size, log size and creator apply
+  const child = withImage(image, () =>
+    VhdxDisk.createDifferencingFile(image, parentPath, { blockSizeBytes: p.blockSizeBytes, logSizeBytes: p.logSizeBytes, creator: p.creator, absoluteWin32Path: opts.parentWin32Path }),
+  );
+  const g = child.geometry;
+  withFile(image, () => child.close());
+  console.log(`${image}: differencing VHDX over ${parentPath}, virtual size ${formatBytes(g.virtualDiskSizeBytes)} (${g.virtualDiskSizeBytes} bytes), block size ${formatBytes(g.blockSizeBytes)}, sectors ${g.logicalSectorSizeBytes}/${g.physicalSectorSizeBytes}`);
+}
+
+export function runCreate(image: string, opts: CreateOptions): void {
+  if (opts.size === undefined) throw new VhdxUsageError('--size', 'create needs --size (or --parent for a differencing disk)');
+  if (opts.parentWin32Path !== undefined) throw new VhdxUsageError('--parent-win32-path', '--parent-win32-path needs --parent');
   const params = createParamsFrom(parseSize(opts.size, '--size'), opts);
   checkCreateParams(params);
   const disk = withImage(image, () => VhdxDisk.createFile(image, params));

@@ -1,5 +1,6 @@
 import { payloadStateName, sectorBitmapStateName } from '../spec-model/format';
 import { inspect } from '../spec-model/inspect';
+import { inspectChain, type ChainReport } from '../spec-model/inspect/chain';
 import { InspectResult } from '../spec-model/inspect/types';
 import { FileSource } from '../spec-model/source';
 import { formatFinding } from '../harness/check-report';
@@ -10,11 +11,19 @@ const hex = (n: number | bigint | undefined) => (n === undefined ? '-' : '0x' + 
 const mib = (n: number) => (n % (1 << 20) === 0 ? `${n / (1 << 20)} MiB` : `${n} bytes`);
 
 /** JSON with u64 fields (bigint) as decimal strings and byte arrays as hex. */
-export function infoJson(r: InspectResult): string {
+export function infoJson(r: InspectResult | (InspectResult & { chain: ChainReport })): string {
   return JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v), 2) + '\n';
 }
 
-export function formatInfo(path: string, r: InspectResult): string {
+/** The chain section: the image, then each parent with how its link checked out, then why the walk stopped. */
+export function formatChain(c: ChainReport): string[] {
+  const out = ['chain:'];
+  c.layers.forEach((l, i) => out.push(`  ${i === 0 ? '' : '<- '}${l.path} (${l.diskType ?? 'unknown'})${l.linkOk === undefined ? '' : l.linkOk ? ': linkage ok' : ': link broken'}`));
+  if (c.problem) out.push(`  ! ${c.problem.rule ? `${c.problem.rule}: ` : ''}${c.problem.message}`);
+  return out;
+}
+
+export function formatInfo(path: string, r: InspectResult, chain?: ChainReport): string {
   const out: string[] = [];
   const line = (s = '') => out.push(s);
   line(`${path}: ${r.source.sizeBytes} bytes; creator ${JSON.stringify(r.fileTypeIdentifier.creator)}${r.fileTypeIdentifier.valid ? '' : ' (signature invalid)'}`);
@@ -56,6 +65,7 @@ export function formatInfo(path: string, r: InspectResult): string {
     line(`parent locator (${r.parentLocator.isVhdxLocatorType ? 'VHDX type' : `type ${r.parentLocator.locatorType}`}):`);
     for (const p of r.parentLocator.pairs) line(`  ${p.key} = ${p.value}`);
   }
+  if (chain) formatChain(chain).forEach((l) => line(l));
   if (r.findings.length) {
     line('findings:');
     for (const f of r.findings) line('  ' + formatFinding(path, f));
@@ -67,7 +77,8 @@ export function runInfo(image: string, opts: { json?: boolean }): void {
   const source = withFile(image, () => new FileSource(image));
   try {
     const r = withFile(image, () => inspect(source));
-    process.stdout.write(opts.json ? infoJson(r) : formatInfo(image, r));
+    const chain = r.diskType === 'differencing' ? withFile(image, () => inspectChain(image)) : undefined;
+    process.stdout.write(opts.json ? infoJson(chain ? { ...r, chain } : r) : formatInfo(image, r, chain));
   } finally {
     source.close();
   }

@@ -132,11 +132,29 @@ function required(o: Record<string, Json>, key: string, where: string): Json {
 }
 
 function parseCreateParams(v: Json, where: string): CreateParams {
-  const keys = ['virtualSizeBytes', 'blockSizeBytes', 'logicalSectorSizeBytes', 'physicalSectorSizeBytes', 'fixed', 'logSizeBytes'] as const;
+  const keys = ['virtualSizeBytes', 'blockSizeBytes', 'logicalSectorSizeBytes', 'physicalSectorSizeBytes', 'fixed', 'logSizeBytes', 'parents'] as const;
   const o = asObject(v, where, keys);
   const fixed = required(o, 'fixed', where);
   if (typeof fixed !== 'boolean') fail(`${where}.fixed`, `expected a boolean, got ${show(fixed)}`);
+  const parents =
+    'parents' in o
+      ? {
+          parents: asArray(o.parents, `${where}.parents`).map((l, i) => {
+            const w = `${where}.parents[${i}]`;
+            const lo = asObject(l, w, ['blockSizeBytes', 'writes']);
+            return {
+              blockSizeBytes: asCount(required(lo, 'blockSizeBytes', w), `${w}.blockSizeBytes`),
+              writes: asArray(required(lo, 'writes', w), `${w}.writes`).map((x, j) => {
+                const ww = `${w}.writes[${j}]`;
+                const xo = asObject(x, ww, ['offsetBytes', 'lengthBytes', 'seed']);
+                return { offsetBytes: asCount(required(xo, 'offsetBytes', ww), `${ww}.offsetBytes`), lengthBytes: asCount(required(xo, 'lengthBytes', ww), `${ww}.lengthBytes`), seed: asSeed(required(xo, 'seed', ww), `${ww}.seed`) };
+              }),
+            };
+          }),
+        }
+      : {};
   return {
+    ...parents,
     virtualSizeBytes: asCount(required(o, 'virtualSizeBytes', where), `${where}.virtualSizeBytes`),
     blockSizeBytes: asCount(required(o, 'blockSizeBytes', where), `${where}.blockSizeBytes`),
     logicalSectorSizeBytes: asSectorSize(required(o, 'logicalSectorSizeBytes', where), `${where}.logicalSectorSizeBytes`),

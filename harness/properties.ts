@@ -16,11 +16,11 @@ interface CmdModel {
 
 type Cmd = fc.Command<CmdModel, ScenarioRunner>;
 
-function aligned(params: CreateParams, maxBlocks: number): fc.Arbitrary<{ offsetBytes: number; lengthBytes: number }> {
+function aligned(params: CreateParams, maxBlocks: number, maxBytes = 4 * MiB): fc.Arbitrary<{ offsetBytes: number; lengthBytes: number }> {
   const lss = params.logicalSectorSizeBytes;
   const sectors = params.virtualSizeBytes / lss;
-  // Up to maxBlocks blocks but never more than 4 MiB: long writes cost pattern generation, not coverage.
-  const maxLen = Math.max(1, Math.min(sectors, Math.floor(Math.min(maxBlocks * params.blockSizeBytes, 4 * MiB) / lss)));
+  // Up to maxBlocks blocks but never more than 4 MiB by default: long writes cost pattern generation, not coverage.
+  const maxLen = Math.max(1, Math.min(sectors, Math.floor(Math.min(maxBlocks * params.blockSizeBytes, maxBytes) / lss)));
   // Bias lengths towards small writes while still crossing block boundaries sometimes.
   const lengthSectors = fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: Math.min(maxLen, 64) }) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: maxLen }) });
   return lengthSectors.chain((len) =>
@@ -33,6 +33,41 @@ function aligned(params: CreateParams, maxBlocks: number): fc.Arbitrary<{ offset
       )
       .map((start) => ({ offsetBytes: start * lss, lengthBytes: len * lss })),
   );
+}
+
+function blocksOf(params: CreateParams): number {
+  return Math.ceil(params.virtualSizeBytes / params.blockSizeBytes);
+}
+
+/** One sector written into each of the given blocks, in that order, then a read across them all. */
+class ScatterCmd implements Cmd {
+  constructor(
+    readonly params: CreateParams,
+    readonly blocks: number[],
+    readonly seed: number,
+  ) {}
+  check(m: Readonly<CmdModel>): boolean {
+    return m.mode === 'rw';
+  }
+  run(_m: CmdModel, r: ScenarioRunner): void {
+    const lss = this.params.logicalSectorSizeBytes;
+    const at = (b: number) => Math.min(b * this.params.blockSizeBytes + lss, this.params.virtualSizeBytes - lss);
+    this.blocks.forEach((b, i) => r.step({ type: 'write', offsetBytes: at(b), lengthBytes: lss, seed: this.seed + i }));
+    const from = Math.min(...this.blocks) * this.params.blockSizeBytes;
+    const to = Math.min(this.params.virtualSizeBytes, (Math.max(...this.blocks) + 1) * this.params.blockSizeBytes, from + 16 * MiB);
+    r.step({ type: 'read', offsetBytes: from, lengthBytes: to - from });
+  }
+  toString(): string {
+    return `scatter(${this.blocks.join(',')})`;
+  }
+}
+
+/** The whole disk, or a window of 16 MiB of it starting at a block boundary. */
+function spanRead(params: CreateParams): fc.Arbitrary<{ offsetBytes: number; lengthBytes: number }> {
+  const window = 16 * MiB;
+  if (params.virtualSizeBytes <= window) return fc.constant({ offsetBytes: 0, lengthBytes: params.virtualSizeBytes });
+  const lastStart = Math.floor((params.virtualSizeBytes - window) / params.blockSizeBytes);
+  return fc.integer({ min: 0, max: lastStart }).map((b) => ({ offsetBytes: b * params.blockSizeBytes, lengthBytes: window }));
 }
 
 class StepCmd implements Cmd {
@@ -143,12 +178,23 @@ export function paramsArb(): fc.Arbitrary<CreateParams> {
       tailSectors: fc.integer({ min: 0, max: 7 }),
       logMiB: fc.constantFrom(1, 1, 2),
     })
-    .map((p) => {
+    .map((p): CreateParams => {
       // Fixed disks preallocate every block: keep them small. A size that is not a whole number of blocks tests the short last block.
       const blocks = p.fixed ? Math.min(p.blocks, p.blockMiB >= 32 ? 2 : 8) : p.blocks;
       const virtualSizeBytes = blocks * p.blockMiB * MiB - (blocks > 1 ? p.tailSectors * p.lss : 0);
       return { virtualSizeBytes, blockSizeBytes: p.blockMiB * MiB, logicalSectorSizeBytes: p.lss, physicalSectorSizeBytes: p.pss, fixed: p.fixed, logSizeBytes: p.logMiB * MiB };
-    });
+    })
+    .chain((p) => fc.oneof({ weight: 1, arbitrary: fc.constant(p) }, { weight: 1, arbitrary: chainArb(p) }));
+}
+
+/**
+ * The same disk as a differencing disk over a chain of 1 to 3 parents (§2.6.2.6), each layer with
+ * its own block size and a few writes: the disk under test starts with their fold.
+ */
+function chainArb(p: CreateParams): fc.Arbitrary<CreateParams> {
+  const write = fc.tuple(aligned(p, 2), fc.integer({ min: 1, max: 0xffffffff })).map(([r, seed]) => ({ ...r, seed }));
+  const layer = fc.record({ blockSizeBytes: fc.constantFrom(1, 2, 32).map((m) => m * MiB), writes: fc.array(write, { maxLength: 4 }) });
+  return fc.array(layer, { minLength: 1, maxLength: 3 }).map((parents) => ({ ...p, parents }));
 }
 
 export function commandsArb(params: CreateParams, shape: ScenarioShape): fc.Arbitrary<Iterable<Cmd>> {
@@ -158,6 +204,10 @@ export function commandsArb(params: CreateParams, shape: ScenarioShape): fc.Arbi
     fc.tuple(region, seed).map(([r, s]) => new StepCmd({ type: 'write', ...r, seed: s }, 'rw')),
     fc.tuple(region, seed).map(([r, s]) => new StepCmd({ type: 'write', ...r, seed: s }, 'rw')),
     region.map((r) => new StepCmd({ type: 'read', ...r }, 'any')),
+    // blocks allocated one after the other in the file but scattered over the disk, then one read
+    // across them: a read must not join blocks that are adjacent in the file but not on the disk
+    fc.tuple(fc.uniqueArray(fc.nat(blocksOf(params) - 1), { minLength: Math.min(2, blocksOf(params)), maxLength: Math.min(4, blocksOf(params)) }), seed).map(([blocks, s]) => new ScatterCmd(params, blocks, s)),
+    spanRead(params).map((r) => new StepCmd({ type: 'read', ...r }, 'any')),
     fc.constant(new StepCmd({ type: 'flush' }, 'rw')),
     fc.constantFrom<'rw' | 'ro'>('rw', 'ro').map((m) => new ReopenCmd(m)),
   ];

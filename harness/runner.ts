@@ -4,14 +4,15 @@ import { inspect } from '../spec-model/inspect';
 import { openOracle } from '../spec-model/read';
 import { planReplay } from '../spec-model/replay';
 import { HEADER_OFFSETS_BYTES, HEADER_SIZE_BYTES, Header, storeChecksum } from '../spec-model/format';
-import { ByteSource } from '../spec-model/source';
-import { FaultPlan, FaultyDevice, RecordingDevice, VhdxDisk } from '../impl';
+import { ByteSource, MemorySource } from '../spec-model/source';
+import { FaultPlan, FaultyDevice, MemoryDevice, RecordingDevice, VhdxDisk, type OpenOptions } from '../impl';
 import { CowDevice, CowImage, CrashLog, CrashState, inFlightIndices, tearPieces } from './crash';
 import { CrashChoice, CreateParams, DeviceEvent, DiskEvent } from './events';
 import { HeaderViolation, currentHeaderOf, observeHeaders, observeLogOrdering } from './observe';
 import { PATTERNS, patternBytes } from './patterns';
 import { ContentCheck } from './content-check';
 import { xorshift32 } from './prng';
+import * as path from 'path';
 
 /*
  * Runs disk events against the impl driver and the model side by side, and checks the promises
@@ -143,6 +144,11 @@ export function unitReader(read: (offsetBytes: number, lengthBytes: number) => U
   };
 }
 
+/** Where a differencing disk under test and its parents live (names only: the bytes are in memory). */
+const CHAIN_FOLDER = '/chain';
+const IMAGE_PATH = `${CHAIN_FOLDER}/disk.vhdx`;
+const parentName = (i: number): string => `parent-${i}.vhdx`;
+
 function describeDivergences(d: Divergence[]): string {
   return d.slice(0, 4).map((x) => x.message).join('; ') + (d.length > 4 ? `; and ${d.length - 4} more` : '');
 }
@@ -164,10 +170,51 @@ export class ScenarioRunner {
   private pendingCheck = false;
   private faulty?: FaultyDevice;
   private faultArmed = false;
+  /** The crash being taken, its choice made concrete (recorded even when a check of it fails). */
+  private crashing: DiskEvent | undefined;
   /** After a fault the disk is gone; the next step that needs it reopens the image first. */
   private reopenAfterFault = false;
 
+  /** The parents of a differencing disk under test, by file name (read-only from the moment they are made). */
+  private readonly parents = new Map<string, MemoryDevice>();
+
   constructor(readonly options: RunnerOptions = {}) {}
+
+  /** How the driver opens the disk under test: through its parent chain, if it has one. */
+  private openOptions(mode: 'rw' | 'ro'): OpenOptions {
+    if (this.parents.size === 0) return { mode };
+    return { mode, imagePath: IMAGE_PATH, openParent: (candidate) => (path.dirname(candidate) === CHAIN_FOLDER ? this.parents.get(path.basename(candidate)) : undefined) };
+  }
+
+  /** How the oracle reads the disk under test: through the same chain. */
+  private oracleOptions(): { imagePath?: string; openParent?: (candidate: string) => ByteSource | undefined } {
+    if (this.parents.size === 0) return {};
+    return { imagePath: IMAGE_PATH, openParent: (candidate) => {
+      const dev = path.dirname(candidate) === CHAIN_FOLDER ? this.parents.get(path.basename(candidate)) : undefined;
+      return dev ? new MemorySource(dev.snapshot(), candidate) : undefined;
+    } };
+  }
+
+  /**
+   * Builds the chain under a differencing disk (params.parents, base first) with the driver: each
+   * layer is created over the one before, written, closed; returns the top one open read-only.
+   */
+  private buildParents(params: CreateParams): VhdxDisk {
+    const layers = params.parents!;
+    let below: VhdxDisk | undefined;
+    layers.forEach((layer, i) => {
+      const dev = new MemoryDevice();
+      const disk: VhdxDisk = below
+        ? VhdxDisk.createDifferencing(dev, below, { blockSizeBytes: layer.blockSizeBytes, logSizeBytes: params.logSizeBytes, relativePath: `.\\${parentName(i - 1)}`, imagePath: `${CHAIN_FOLDER}/${parentName(i)}` })
+        : VhdxDisk.create(dev, { ...driverParams(params), blockSizeBytes: layer.blockSizeBytes });
+      for (const w of layer.writes) disk.write(w.offsetBytes, patternBytes(w.seed, w.offsetBytes, w.lengthBytes));
+      disk.close();
+      below?.close();
+      this.parents.set(parentName(i), dev);
+      below = VhdxDisk.open(dev, { ...this.openOptions('ro'), imagePath: `${CHAIN_FOLDER}/${parentName(i)}` });
+    });
+    return below!;
+  }
 
   /** The image the last step left (live device, or the crash state about to be reopened), for reports. */
   get currentImage(): ByteSource | undefined {
@@ -185,13 +232,22 @@ export class ScenarioRunner {
       this.reopenAfterFault = false;
       if (event.type !== 'open') this.step({ type: 'open', mode: 'rw' });
     }
+    const executedBefore = this.executed.length;
     try {
       this.apply(event, index);
       if (this.faulty?.fired) {
         throw new PropertyViolation('FAULT', index, `${event.type}: the injected ${this.options.fault?.kind} at device call ${this.options.fault?.failAtCall} was swallowed: the call returned normally`);
       }
     } catch (e) {
-      if (e instanceof PropertyViolation) throw e;
+      if (e instanceof PropertyViolation) {
+        // The record must end with the step that failed, or a replay of it proves nothing.
+        if (this.executed.length === executedBefore) {
+          const failed = event.type !== 'crash' ? event : this.crashing;
+          if (failed) this.executed.push(failed);
+        }
+        this.crashing = undefined;
+        throw e;
+      }
       if (this.faulty?.fired) return this.afterFault(event, index, e);
       if (e instanceof VhdxError) throw new PropertyViolation('READ', index, `${event.type}: the driver failed: ${e.name}: ${e.message}`);
       throw e;
@@ -241,7 +297,12 @@ export class ScenarioRunner {
     switch (event.type) {
       case 'create': {
         this.startSession(CowImage.fromBytes(new Uint8Array(0), 'disk.vhdx'));
-        this.disk = VhdxDisk.create(this.device!, driverParams(event.params));
+        this.parents.clear();
+        if (event.params.parents?.length) {
+          const parent = this.buildParents(event.params);
+          const top = parentName(event.params.parents.length - 1);
+          this.disk = VhdxDisk.createDifferencing(this.device!, parent, { blockSizeBytes: event.params.blockSizeBytes, logSizeBytes: event.params.logSizeBytes, relativePath: `.\\${top}`, imagePath: IMAGE_PATH });
+        } else this.disk = VhdxDisk.create(this.device!, driverParams(event.params));
         this.minCut = this.minCutAtCreate = this.device!.events.length;
         this.model.apply(event);
         this.executed.push(event);
@@ -255,7 +316,7 @@ export class ScenarioRunner {
         this.faultArmed ||= arm;
         this.startSession(image, arm);
         this.minCutAtCreate = 0;
-        this.disk = VhdxDisk.open(this.device!, { mode: event.mode });
+        this.disk = VhdxDisk.open(this.device!, this.openOptions(event.mode));
         this.model.apply(event);
         this.executed.push(event);
         if (this.pendingCheck) this.checkAfterReopen(index);
@@ -312,6 +373,7 @@ export class ScenarioRunner {
         const events = this.device!.events;
         const choice = 'choiceSeed' in event ? resolveCrashChoice(events, this.minCut, event.choiceSeed) : event.choice;
         const cut = Math.max(this.minCut, Math.min(events.length, choice.cutAfterDeviceEvent ?? events.length));
+        this.crashing = { type: 'crash', choice: { ...choice, cutAfterDeviceEvent: cut } };
         this.endSessionChecks(index);
         const log = new CrashLog(this.sessionStart!, events.slice());
         if (this.options.enumerateCrashes) this.enumerateSession(index, log);
@@ -322,7 +384,8 @@ export class ScenarioRunner {
         this.model.apply({ type: 'crash' });
         this.resting = state.image;
         this.pendingCheck = true;
-        this.executed.push({ type: 'crash', choice: { ...choice, cutAfterDeviceEvent: cut } });
+        this.executed.push(this.crashing);
+        this.crashing = undefined;
         return;
       }
     }
@@ -372,7 +435,7 @@ export class ScenarioRunner {
     };
     // Read-only: replays in memory, writes nothing, reads within the allowed sets.
     const roDevice = new RecordingDevice(image.device());
-    const ro = VhdxDisk.open(roDevice, { mode: 'ro' });
+    const ro = VhdxDisk.open(roDevice, this.openOptions('ro'));
     const roContent = contentOf(ro);
     ro.close();
     if (roDevice.events.some((e) => e.type !== 'flush')) throw new PropertyViolation('REPLAY', index, `a read-only open of a dirty image changed the file (${roDevice.events.length} device events)`);
@@ -382,12 +445,12 @@ export class ScenarioRunner {
     this.checkDamagedHead(image, h, units, contentOf, index);
     // Read-write replay, crashed at every device event, then reopened: converges to the same content.
     const rwDevice = new RecordingDevice(image.device());
-    VhdxDisk.open(rwDevice, { mode: 'rw' }).close();
+    VhdxDisk.open(rwDevice, this.openOptions('rw')).close();
     const log = new CrashLog(image, rwDevice.events.slice());
     for (let k = 0; k <= rwDevice.events.length; k++) {
       const state = log.prefixState(k);
       this.requireNoErrors(state.image, index, `crash during replay at device event ${k}`);
-      const disk = VhdxDisk.open(state.image.device(), { mode: 'rw' });
+      const disk = VhdxDisk.open(state.image.device(), this.openOptions('rw'));
       const again = contentOf(disk);
       disk.close();
       this.stats.crashStatesChecked++;
@@ -465,12 +528,12 @@ export class ScenarioRunner {
       }
     };
     const fromOracle = attempt(() => {
-      const o = openOracle(damaged);
+      const o = openOracle(damaged, this.oracleOptions());
       const read = unitReader((off, len) => o.read(off, len), this.model.logicalSectorSizeBytes);
       return units.map((u) => Buffer.from(read(u)));
     });
     const fromDriver = attempt(() => {
-      const d = VhdxDisk.open(damaged.device(), { mode: 'ro' });
+      const d = VhdxDisk.open(damaged.device(), this.openOptions('ro'));
       try {
         return contentOf(d);
       } finally {
@@ -497,7 +560,7 @@ export class ScenarioRunner {
     const image = state.image.fork();
     let disk: VhdxDisk;
     try {
-      disk = VhdxDisk.open(image.device(), { mode: 'rw' });
+      disk = VhdxDisk.open(image.device(), this.openOptions('rw'));
     } catch (e) {
       throw new PropertyViolation('CRASH', index, `crash state at device event ${state.cut} does not reopen: ${(e as Error).message}`);
     }
@@ -520,7 +583,7 @@ export class ScenarioRunner {
   private compareOracle(image: CowImage, index: number, where: string): void {
     let oracle;
     try {
-      oracle = openOracle(image);
+      oracle = openOracle(image, this.oracleOptions());
     } catch (e) {
       throw new PropertyViolation('ORACLE', index, `${where}: the oracle cannot open the image: ${(e as Error).message}`);
     }
@@ -542,14 +605,14 @@ export class ScenarioRunner {
     let fromOracle: { seq: bigint; read: (u: number) => Uint8Array } | undefined;
     let driver: VhdxDisk | undefined;
     try {
-      const o = openOracle(image);
+      const o = openOracle(image, this.oracleOptions());
       fromOracle = { seq: o.currentHeader.SequenceNumber, read: unitReader((off, len) => o.read(off, len), lss) };
     } catch (e) {
       if (!(e instanceof VhdxError)) throw e;
       oracleError = e;
     }
     try {
-      driver = VhdxDisk.open(image.device(), { mode: 'ro' });
+      driver = VhdxDisk.open(image.device(), this.openOptions('ro'));
     } catch (e) {
       if (!(e instanceof VhdxError)) throw e;
       driverError = e;

@@ -18,18 +18,19 @@ import {
   ZERO_GUID,
   computeGeometry,
   encodeCreator,
+  alignUp,
   isPowerOfTwo,
   type Geometry,
 } from '../spec-model/format';
 import { BatTable } from './bat';
 import type { BlockDevice } from './device';
 import { encodeHeader } from './headers';
-import { buildMetadata } from './metadata';
+import { buildMetadata, type MetadataItemCopy } from './metadata';
 import { buildRegionTable } from './regions';
 import type { GuidSource } from './guids';
 import { IMPL_VERSION } from './version';
 
-export type DiskType = 'dynamic' | 'fixed';
+export type DiskType = 'dynamic' | 'fixed' | 'differencing';
 
 export interface CreateParams {
   /** Virtual disk size in bytes: a multiple of the logical sector size, 1 byte .. 64 TiB. */
@@ -63,13 +64,23 @@ export interface ResolvedCreateParams {
   readonly physicalSectorSizeBytes: number;
   readonly logSizeBytes: number;
   readonly creator: string;
+  /** A differencing child (§5.10 of the notes): its parent locator item and what it copies from the parent. */
+  readonly child?: ChildParams;
+}
+
+export interface ChildParams {
+  readonly parentLocator: Uint8Array;
+  readonly virtualDiskId: string;
+  readonly userItems: readonly MetadataItemCopy[];
 }
 
 /** Checks every parameter; anything out of spec is a VhdxUsageError naming it and its range. */
 export function resolveCreateParams(p: CreateParams): ResolvedCreateParams {
   if (p === null || typeof p !== 'object') throw new VhdxUsageError('params', 'create needs a parameter object');
   const type = p.type ?? 'dynamic';
-  if (type !== 'dynamic' && type !== 'fixed') throw new VhdxUsageError('type', `type must be 'dynamic' or 'fixed', got ${JSON.stringify(type)}`);
+  if (type !== 'dynamic' && type !== 'fixed') {
+    throw new VhdxUsageError('type', `type must be 'dynamic' or 'fixed' (a differencing disk is made by createDifferencing), got ${JSON.stringify(type)}`);
+  }
   const lss = p.logicalSectorSizeBytes ?? 512;
   if (!(SECTOR_SIZES_BYTES as readonly number[]).includes(lss)) throw new VhdxUsageError('logicalSectorSizeBytes', `logicalSectorSizeBytes must be 512 or 4096, got ${lss}`);
   const pss = p.physicalSectorSizeBytes ?? 4096;
@@ -115,12 +126,12 @@ export interface NewImageLayout {
  * 1 MiB, log area B right after it, metadata region (1 MiB), BAT region (TotalBATEntries * 8
  * rounded up to 1 MiB), then payload blocks. Fixed images place every block back to back.
  */
-export function layoutNewImage(p: ResolvedCreateParams): NewImageLayout {
-  const geometry = computeGeometry({ virtualDiskSizeBytes: p.virtualSizeBytes, blockSizeBytes: p.blockSizeBytes, logicalSectorSizeBytes: p.logicalSectorSizeBytes, hasParent: false });
+export function layoutNewImage(p: ResolvedCreateParams, metadataBytes = MiB): NewImageLayout {
+  const geometry = computeGeometry({ virtualDiskSizeBytes: p.virtualSizeBytes, blockSizeBytes: p.blockSizeBytes, logicalSectorSizeBytes: p.logicalSectorSizeBytes, hasParent: p.child !== undefined });
   const logOffsetBytes = HEADER_SECTION_SIZE_BYTES;
   const logAreaBOffsetBytes = logOffsetBytes + p.logSizeBytes;
   const metadataOffsetBytes = logAreaBOffsetBytes + p.logSizeBytes;
-  const metadataLengthBytes = MiB;
+  const metadataLengthBytes = Math.max(MiB, alignUp(metadataBytes, MiB));
   const batOffsetBytes = metadataOffsetBytes + metadataLengthBytes;
   const batLengthBytes = Math.max(MiB, geometry.minBatRegionLengthBytes);
   const payloadOffsetBytes = batOffsetBytes + batLengthBytes;
@@ -146,9 +157,20 @@ export function layoutNewImage(p: ResolvedCreateParams): NewImageLayout {
  * half-initialised VHDX that looks valid.
  */
 export function writeNewImage(device: BlockDevice, p: ResolvedCreateParams, newGuid: () => string): NewImageLayout {
-  const layout = layoutNewImage(p);
+  // A child copies the parent's Virtual Disk ID with its other IsVirtualDisk items (§2.6.1.2).
+  const virtualDiskId = p.child?.virtualDiskId ?? newGuid();
+  const metadata = buildMetadata({
+    blockSizeBytes: p.blockSizeBytes,
+    leaveBlockAllocated: p.type === 'fixed',
+    virtualSizeBytes: p.virtualSizeBytes,
+    logicalSectorSizeBytes: p.logicalSectorSizeBytes,
+    physicalSectorSizeBytes: p.physicalSectorSizeBytes,
+    virtualDiskId,
+    parentLocator: p.child?.parentLocator,
+    userItems: p.child?.userItems,
+  });
+  const layout = layoutNewImage(p, metadata.length);
   const g = layout.geometry;
-  const virtualDiskId = newGuid();
   const fileWriteGuid = newGuid();
   const dataWriteGuid = newGuid();
 
@@ -163,17 +185,7 @@ export function writeNewImage(device: BlockDevice, p: ResolvedCreateParams, newG
   ]);
   for (const at of REGION_TABLE_OFFSETS_BYTES) device.write(at, regionTable);
 
-  device.write(
-    layout.metadataOffsetBytes,
-    buildMetadata({
-      blockSizeBytes: p.blockSizeBytes,
-      leaveBlockAllocated: p.type === 'fixed',
-      virtualSizeBytes: p.virtualSizeBytes,
-      logicalSectorSizeBytes: p.logicalSectorSizeBytes,
-      physicalSectorSizeBytes: p.physicalSectorSizeBytes,
-      virtualDiskId,
-    }),
-  );
+  device.write(layout.metadataOffsetBytes, metadata);
 
   if (p.type === 'fixed' && g.payloadBlockCount > 0) {
     // Every payload entry FULLY_PRESENT at consecutive offsets; sector bitmap entries stay 0.

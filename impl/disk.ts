@@ -15,18 +15,22 @@ import {
   VhdxFormatError,
   VhdxIoError,
   VhdxStateError,
-  VhdxUnsupportedError,
   VhdxUsageError,
+  VhdxParentNotFoundError,
   ZERO_GUID,
   alignUp,
+  bracedGuid,
   computeGeometry,
   decodeCreator,
   formatOffset,
   type Geometry,
 } from '../spec-model/format';
 import { BatTable } from './bat';
+import { MAX_CHAIN_DEPTH, acceptedLinkages, childLocator, parentCandidates, windowsRelativePath } from './chain';
 import { resolveCreateParams, writeNewImage, type CreateParams, type DiskType } from './create';
 import { FileDevice, type BlockDevice } from './device';
+import * as fs from 'fs';
+import * as path from 'path';
 import { GuardedDevice } from './guarded';
 import { guidGenerator, type GuidSource } from './guids';
 import { encodeHeader, selectHeader, type HeaderInfo } from './headers';
@@ -36,6 +40,7 @@ import { LogRing, emptyLogStats, type LogStats } from './log-writer';
 import { readMetadata, type DiskMetadata } from './metadata';
 import { OverlayDevice } from './overlay';
 import { parseRegionTable, type RegionInfo, type RegionTable } from './regions';
+import { SectorBitmaps } from './sector-bitmap';
 
 /*
  * ==============================================================================================
@@ -117,9 +122,30 @@ export interface OpenOptions {
    * default the open is refused.
    */
   readonly tolerateIdenticalHeaders?: boolean;
+  /** Where the image is: a differencing image's relative_path is resolved against its folder. openFile sets it. */
+  readonly imagePath?: string;
+  /**
+   * Opens a parent candidate path read-only, or returns undefined when there is nothing there.
+   * Default: the file at that path, if it exists.
+   */
+  readonly openParent?: (candidatePath: string) => BlockDevice | undefined;
 }
 
 export type VhdxCreateOptions = CreateParams;
+
+export interface DifferencingOptions {
+  /** Power of two, 1 MiB .. 256 MiB (default: the parent's block size). */
+  readonly blockSizeBytes?: number;
+  readonly logSizeBytes?: number;
+  readonly creator?: string;
+  readonly guidSource?: GuidSource;
+  /** relative_path written into the locator (Windows form, e.g. `.\\parent.vhdx`); createDifferencingFile derives it. */
+  readonly relativePath: string;
+  readonly absoluteWin32Path?: string;
+  readonly volumePath?: string;
+  /** Where the child will be (to find the parent again on reopen); createDifferencingFile sets it. */
+  readonly imagePath?: string;
+}
 
 export interface DiskGeometry extends Geometry {
   readonly physicalSectorSizeBytes: number;
@@ -191,6 +217,13 @@ export class VhdxDisk {
   private readonly blockSize: number;
   private readonly sectorSize: number;
   private readonly fixed: boolean;
+  /** HasParent (§2.6.2.1): sectors not in this file are read from the parent. */
+  private readonly differencing: boolean;
+  private readonly bitmaps: SectorBitmaps | undefined;
+  private parentDisk: VhdxDisk | undefined;
+  private parentFoundAt: string | undefined;
+  /** Whether close() closes the parent too (false when the caller handed it in). */
+  private ownsParent = true;
 
   private closed = false;
   private failure: VhdxError | undefined;
@@ -224,7 +257,11 @@ export class VhdxDisk {
     this.newGuid = newGuid;
     this.blockSize = s.meta.blockSizeBytes;
     this.sectorSize = s.meta.logicalSectorSizeBytes;
-    this.fixed = s.meta.leaveBlockAllocated;
+    this.differencing = s.meta.hasParent;
+    this.fixed = s.meta.leaveBlockAllocated && !this.differencing; // FP-3: ignored with HasParent
+    this.bitmaps = this.differencing
+      ? new SectorBitmaps(this.blockSize / this.sectorSize, s.geometry.chunkRatio, (chunk, sector) => this.loadBitmapSector(chunk, sector))
+      : undefined;
     this.fileSize = s.view.sizeBytes();
     this.durableSize = this.fileSize;
     this.structuresEnd = 0;
@@ -260,11 +297,64 @@ export class VhdxDisk {
     }
   }
 
+  /**
+   * Creates a differencing child of `parent` on `device` (notes §5.10) and returns it open
+   * read-write over that parent: parent_linkage = the parent's DataWriteGuid (PL-13), the parent's
+   * IsVirtualDisk items copied (size, Virtual Disk ID, sector sizes, user items: MD-15), HasParent
+   * set, every BAT entry NOT_PRESENT. The parent must be open read-only, since a write to it would
+   * change its DataWriteGuid and orphan the child (PL-14). The caller still owns the parent: close
+   * it after the child.
+   */
+  static createDifferencing(device: BlockDevice, parent: VhdxDisk, options: DifferencingOptions): VhdxDisk {
+    if (!(parent instanceof VhdxDisk) || parent.closed || parent.mode !== 'ro') throw new VhdxUsageError('parent', 'the parent must be a VhdxDisk open read-only');
+    if (typeof options?.relativePath !== 'string' || options.relativePath.length === 0) throw new VhdxUsageError('relativePath', 'a child needs the relative_path of its parent');
+    const base = resolveCreateParams({
+      virtualSizeBytes: parent.virtualSizeBytes,
+      blockSizeBytes: options.blockSizeBytes ?? parent.blockSize,
+      logicalSectorSizeBytes: parent.sectorSize,
+      physicalSectorSizeBytes: parent.meta.physicalSectorSizeBytes,
+      logSizeBytes: options.logSizeBytes,
+      creator: options.creator,
+    });
+    const parentLocator = childLocator({
+      parentDataWriteGuid: parent.hdr.dataWriteGuid,
+      relativePath: options.relativePath,
+      absoluteWin32Path: options.absoluteWin32Path,
+      volumePath: options.volumePath,
+    });
+    const resolved = { ...base, type: 'differencing' as const, child: { parentLocator, virtualDiskId: parent.meta.virtualDiskId, userItems: parent.meta.virtualDiskUserItems } };
+    const newGuid = guidGenerator(options.guidSource);
+    const io = new GuardedDevice(device);
+    writeNewImage(io, resolved, newGuid);
+    return VhdxDisk.openWith(io, { mode: 'rw', imagePath: options.imagePath }, newGuid, [], parent);
+  }
+
+  /**
+   * Creates the differencing file `childPath` over the image file `parentPath` (opened read-only
+   * with its own chain; the child owns it and closes it). relative_path is derived from the two
+   * paths.
+   */
+  static createDifferencingFile(childPath: string, parentPath: string, options: Omit<DifferencingOptions, 'relativePath' | 'imagePath'> = {}): VhdxDisk {
+    const parent = VhdxDisk.openFile(parentPath, { mode: 'ro' });
+    let dev: FileDevice | undefined;
+    try {
+      dev = FileDevice.create(childPath);
+      const child = VhdxDisk.createDifferencing(dev, parent, { ...options, relativePath: windowsRelativePath(childPath, parentPath), imagePath: childPath });
+      child.ownsParent = true;
+      child.parentFoundAt = path.resolve(parentPath);
+      return child;
+    } catch (e) {
+      dev?.close();
+      parent.close();
+      throw e;
+    }
+  }
+
   /** Opens an image file; 'ro' opens the file read-only. */
   static openFile(path: string, options: OpenOptions): VhdxDisk {
     const dev = FileDevice.open(path, { mode: options.mode === 'rw' ? 'rw' : 'ro' });
     try {
-      return VhdxDisk.open(dev, options);
+      return VhdxDisk.open(dev, { imagePath: path, ...options });
     } catch (e) {
       dev.close();
       throw e;
@@ -279,13 +369,77 @@ export class VhdxDisk {
     return VhdxDisk.openWith(new GuardedDevice(device), options, undefined);
   }
 
-  private static openWith(io: GuardedDevice, options: OpenOptions, newGuid: (() => string) | undefined): VhdxDisk {
+  /**
+   * `chain`: the images already open below this one (a parent being opened for its child), for
+   * the depth limit and loop detection.
+   */
+  private static openWith(io: GuardedDevice, options: OpenOptions, newGuid: (() => string) | undefined, chain: readonly string[] = [], parent?: VhdxDisk): VhdxDisk {
     if (!options || (options.mode !== 'rw' && options.mode !== 'ro')) throw new VhdxUsageError('mode', `mode must be 'rw' or 'ro', got ${JSON.stringify(options?.mode)}`);
     const state = VhdxDisk.readStructures(io, options.mode, options.tolerateIdenticalHeaders ?? false);
     const disk = new VhdxDisk(state, newGuid ?? guidGenerator(options.guidSource));
-    if (state.replay && options.mode === 'rw') disk.replayOntoFile(state.replay.plan);
-    else if (state.replay) disk.replayResult = state.replay.result;
+    try {
+      // The chain is checked before anything is written (a rw open may replay onto the file).
+      if (parent) disk.attachParent(parent, undefined, false);
+      else if (disk.differencing) disk.openParentChain(options, chain);
+      if (state.replay && options.mode === 'rw') disk.replayOntoFile(state.replay.plan);
+      else if (state.replay) disk.replayResult = state.replay.result;
+    } catch (e) {
+      if (disk.ownsParent) disk.parentDisk?.close();
+      throw e;
+    }
     return disk;
+  }
+
+  /**
+   * Finds the parent through the locator in the spec's order (PL-16), opens it read-only and
+   * recursively, and checks the linkage (PL-14) and the sector size (LSS-3).
+   */
+  private openParentChain(options: OpenOptions, chain: readonly string[]): void {
+    const locator = this.meta.parentLocator!;
+    const here = options.imagePath !== undefined ? realPathOf(options.imagePath) : undefined;
+    const below = here !== undefined ? [...chain, here] : chain;
+    if (below.length > MAX_CHAIN_DEPTH) {
+      throw new VhdxFormatError('PL-14', `the differencing chain is deeper than ${MAX_CHAIN_DEPTH} images (${below.join(' -> ')})`, this.regionTable.metadata.fileOffsetBytes);
+    }
+    const tried = parentCandidates(locator, options.imagePath);
+    const openDevice = options.openParent ?? ((p: string) => (fs.existsSync(p) && fs.statSync(p).isFile() ? FileDevice.open(p, { mode: 'ro' }) : undefined));
+    for (const candidate of tried) {
+      const real = realPathOf(candidate);
+      if (below.includes(real)) {
+        throw new VhdxFormatError('PL-14', `the differencing chain loops: ${[...below, real].join(' -> ')}`, this.regionTable.metadata.fileOffsetBytes);
+      }
+      const dev = openDevice(candidate);
+      if (!dev) continue;
+      let parent: VhdxDisk;
+      try {
+        parent = VhdxDisk.openWith(new GuardedDevice(dev), { ...options, mode: 'ro', imagePath: candidate }, undefined, below);
+      } catch (e) {
+        dev.close?.();
+        throw e;
+      }
+      this.attachParent(parent, candidate, true);
+      return;
+    }
+    const err = new VhdxParentNotFoundError(`parent not found; tried ${tried.map((t) => JSON.stringify(t)).join(', ') || '(the locator names no path)'}`, tried);
+    err.file = options.imagePath;
+    throw err;
+  }
+
+  private attachParent(parent: VhdxDisk, foundAt: string | undefined, owned: boolean): void {
+    const metadataAt = this.regionTable.metadata.fileOffsetBytes;
+    const fail = (rule: string, message: string): never => {
+      if (owned) parent.close();
+      throw new VhdxFormatError(rule, message, metadataAt);
+    };
+    const where = foundAt ?? 'the parent';
+    const linkages = acceptedLinkages(this.meta.parentLocator!);
+    if (!linkages.includes(parent.hdr.dataWriteGuid)) {
+      fail('PL-14', `${where} has DataWriteGuid ${bracedGuid(parent.hdr.dataWriteGuid)}, which matches neither parent_linkage nor parent_linkage2 (${linkages.map(bracedGuid).join(', ') || 'none'}): the parent changed after the child was made`);
+    }
+    if (parent.sectorSize !== this.sectorSize) fail('LSS-3', `${where} has ${parent.sectorSize}-byte logical sectors, the child ${this.sectorSize}`);
+    this.parentDisk = parent;
+    this.parentFoundAt = foundAt;
+    this.ownsParent = owned;
   }
 
   private static readStructures(io: GuardedDevice, mode: 'rw' | 'ro', tolerateIdenticalHeaders: boolean): OpenedState {
@@ -339,10 +493,7 @@ export class VhdxDisk {
     warnings.push(...regions.warnings);
     const meta = readMetadata(view, regions.metadata);
     warnings.push(...meta.warnings);
-    if (meta.hasParent) {
-      throw new VhdxUnsupportedError('differencing', 'differencing images (HasParent = 1) are not supported yet by this implementation; the parent chain cannot be opened');
-    }
-    const geometry = computeGeometry({ virtualDiskSizeBytes: meta.virtualSizeBytes, blockSizeBytes: meta.blockSizeBytes, logicalSectorSizeBytes: meta.logicalSectorSizeBytes, hasParent: false });
+    const geometry = computeGeometry({ virtualDiskSizeBytes: meta.virtualSizeBytes, blockSizeBytes: meta.blockSizeBytes, logicalSectorSizeBytes: meta.logicalSectorSizeBytes, hasParent: meta.hasParent });
     const batNeeded = geometry.totalBatEntries * 8;
     if (regions.bat.lengthBytes < batNeeded) {
       throw new VhdxFormatError('BAT-1', `the BAT region is ${regions.bat.lengthBytes} bytes; ${geometry.totalBatEntries} entries need ${batNeeded}`, regions.bat.fileOffsetBytes);
@@ -387,14 +538,15 @@ export class VhdxDisk {
       const mb = bat.offsetMB(i);
       if (bat.reservedBits(i) !== 0) counts.reservedBits++;
       if (bat.isSectorBitmapIndex(i)) {
-        if (st === SectorBitmapState.SB_BLOCK_PRESENT) counts.sbPresent++;
-        else if (st !== SectorBitmapState.SB_BLOCK_NOT_PRESENT) counts.sbOther++;
+        if (st === SectorBitmapState.SB_BLOCK_PRESENT) {
+          if (!this.differencing) counts.sbPresent++;
+        } else if (st !== SectorBitmapState.SB_BLOCK_NOT_PRESENT) counts.sbOther++;
         if (mb !== 0 && mb * MiB + MiB <= MAX_FILE_OFFSET_BYTES) cover(mb * MiB, MiB);
         continue;
       }
       if (st === 4) counts.reserved4++;
       if (st === 5) counts.legacy5++;
-      if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) counts.partial++;
+      if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT && !this.differencing) counts.partial++;
       if (mb === 0) {
         if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT) counts.headerSection++;
         continue;
@@ -453,7 +605,7 @@ export class VhdxDisk {
     return {
       ...this.geo,
       physicalSectorSizeBytes: this.meta.physicalSectorSizeBytes,
-      diskType: this.fixed ? 'fixed' : 'dynamic',
+      diskType: this.diskType,
       leaveBlockAllocated: this.meta.leaveBlockAllocated,
       virtualDiskId: this.meta.virtualDiskId,
     };
@@ -472,7 +624,17 @@ export class VhdxDisk {
   }
 
   get diskType(): DiskType {
-    return this.fixed ? 'fixed' : 'dynamic';
+    return this.differencing ? 'differencing' : this.fixed ? 'fixed' : 'dynamic';
+  }
+
+  /** The parent of a differencing disk (open read-only), and where it was found. */
+  get parent(): { readonly disk: VhdxDisk; readonly path?: string } | undefined {
+    return this.parentDisk ? { disk: this.parentDisk, path: this.parentFoundAt } : undefined;
+  }
+
+  /** The parent locator's key/value pairs (§2.6.2.6.3) of a differencing disk. */
+  get parentLocator(): ReadonlyMap<string, string> | undefined {
+    return this.meta.parentLocator;
   }
 
   /** Messages about tolerated deviations (each starts with the rule id it concerns). */
@@ -733,10 +895,16 @@ export class VhdxDisk {
    * Returns whether anything was logged.
    */
   private commitPending(): boolean {
-    if (this.bat.dirtySectorCount === 0) return false;
+    if (this.pendingSectorCount() === 0) return false;
     this.syncFlush(); // data and file size durable before the BAT change is logged (§5.8)
     const batOffset = this.regionTable.bat.fileOffsetBytes;
-    const updates: LogUpdate[] = [];
+    // Bitmap sectors first: bits mean nothing until the BAT entry says PARTIALLY_PRESENT, so if the
+    // updates span several entries, no crash exposes a block whose bits are not yet durable.
+    const updates: LogUpdate[] = (this.bitmaps?.takeDirty() ?? []).map((u) => ({
+      kind: 'data',
+      fileOffsetBytes: this.bat.offsetBytes(u.chunk * (this.geo.chunkRatio + 1) + this.geo.chunkRatio) + u.sector * S,
+      image: u.image,
+    }));
     for (const k of this.bat.takeDirtySectors()) {
       const image = this.bat.sectorImage(k);
       const fileOffsetBytes = batOffset + k * S;
@@ -764,19 +932,51 @@ export class VhdxDisk {
     return true;
   }
 
+  private pendingSectorCount(): number {
+    return this.bat.dirtySectorCount + (this.bitmaps?.dirtySectorCount ?? 0);
+  }
+
   private maybeAutoCommit(): void {
-    if (this.bat.dirtySectorCount >= this.maxEntryData) this.guarded(() => this.commitPending());
+    if (this.pendingSectorCount() >= this.maxEntryData) this.guarded(() => this.commitPending());
   }
 
   // ------------------------------------------------------------------------------------------
   // payload
 
   /** §5.8: a new block at the end of everything, file extended first; BAT change pending. */
-  private allocateBlock(block: number): number {
+  private allocateBlock(block: number, state: number = ST.PAYLOAD_BLOCK_FULLY_PRESENT): number {
     const at = alignUp(Math.max(this.fileSize, this.structuresEnd), MiB);
     this.structuresEnd = at + this.blockSize;
-    this.bat.set(this.bat.payloadIndex(block), ST.PAYLOAD_BLOCK_FULLY_PRESENT, at / MiB);
+    this.bat.set(this.bat.payloadIndex(block), state, at / MiB);
     return at;
+  }
+
+  /**
+   * Before a write makes PARTIALLY_PRESENT blocks (a differencing disk; only the first and last
+   * block of a range can be partly written): their chunks' sector bitmap blocks exist and are
+   * published first (notes §5.8), so no logged state ever has a PARTIALLY_PRESENT block without
+   * its bitmap (BAT-10, BAT-13). A new bitmap block is fresh space past the end of the file, so it
+   * reads as zeros: no sector present. This commits what is pending, like a flush.
+   */
+  private ensureBitmapBlocks(offsetBytes: number, end: number): void {
+    const bs = this.blockSize;
+    const first = Math.floor(offsetBytes / bs);
+    const last = Math.floor((end - 1) / bs);
+    let added = false;
+    for (const b of new Set([first, last])) {
+      const from = Math.max(offsetBytes, b * bs);
+      const to = Math.min(end, (b + 1) * bs, this.geo.virtualDiskSizeBytes);
+      const whole = from === b * bs && to === Math.min((b + 1) * bs, this.geo.virtualDiskSizeBytes);
+      if (whole || this.bat.state(this.bat.payloadIndex(b)) !== ST.PAYLOAD_BLOCK_NOT_PRESENT) continue;
+      const sbIndex = this.bitmapIndexOfBlock(b);
+      if (this.bat.state(sbIndex) === SectorBitmapState.SB_BLOCK_PRESENT) continue;
+      const at = alignUp(Math.max(this.fileSize, this.structuresEnd), MiB);
+      this.structuresEnd = at + MiB;
+      this.devSetSize(at + MiB);
+      this.bat.set(sbIndex, SectorBitmapState.SB_BLOCK_PRESENT, at / MiB);
+      added = true;
+    }
+    if (added) this.commitPending();
   }
 
   /** Reads `lengthBytes` at virtual offset `offsetBytes` (logical-sector granularity). */
@@ -791,8 +991,10 @@ export class VhdxDisk {
 
   /**
    * Where the virtual range [offset, offset + length) lives, as coalesced extents (like
-   * `qemu-img map`): `data: true` extents are read from the file at `fileOffsetBytes`; the others
-   * read as zeros (or fail, for states invalid in this file such as PARTIALLY_PRESENT). Offsets need not be sector-aligned. Uses the BAT in memory, no I/O.
+   * `qemu-img map`): `data: true` extents are read from the file at `fileOffsetBytes`, or, without
+   * one, (partly) from the parent chain of a differencing disk; the others read as zeros (or fail,
+   * for states invalid in this file such as PARTIALLY_PRESENT in a dynamic file). Offsets need not
+   * be sector-aligned. Uses the BAT in memory, no I/O.
    */
   map(offsetBytes = 0, lengthBytes = this.geo.virtualDiskSizeBytes - offsetBytes): { offsetBytes: number; lengthBytes: number; data: boolean; fileOffsetBytes?: number }[] {
     this.checkOpen('map');
@@ -809,11 +1011,13 @@ export class VhdxDisk {
       const index = this.bat.payloadIndex(b);
       const st = this.bat.state(index);
       this.refuseUnreadableState(b, index, st); // a map must not call zeros what read() refuses
-      const data = st === ST.PAYLOAD_BLOCK_FULLY_PRESENT;
-      const fo = data ? this.bat.offsetBytes(index) + inBlock : undefined;
+      const fromChain = this.differencing && (st === ST.PAYLOAD_BLOCK_NOT_PRESENT || st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT);
+      const data = st === ST.PAYLOAD_BLOCK_FULLY_PRESENT || fromChain;
+      const fo = st === ST.PAYLOAD_BLOCK_FULLY_PRESENT ? this.bat.offsetBytes(index) + inBlock : undefined;
       const last = out[out.length - 1];
-      if (last && last.data === data && (!data || last.fileOffsetBytes! + last.lengthBytes === fo)) last.lengthBytes += n;
-      else out.push(data ? { offsetBytes: v, lengthBytes: n, data, fileOffsetBytes: fo } : { offsetBytes: v, lengthBytes: n, data });
+      const continues = last !== undefined && last.data === data && (!data || (fo === undefined ? last.fileOffsetBytes === undefined : last.fileOffsetBytes !== undefined && last.fileOffsetBytes + last.lengthBytes === fo));
+      if (continues) last.lengthBytes += n;
+      else out.push(fo !== undefined ? { offsetBytes: v, lengthBytes: n, data, fileOffsetBytes: fo } : { offsetBytes: v, lengthBytes: n, data });
       v += n;
     }
     return out;
@@ -825,7 +1029,13 @@ export class VhdxDisk {
    */
   private refuseUnreadableState(block: number, index: number, state: number): void {
     const at = this.regionTable.bat.fileOffsetBytes + index * 8;
-    if (state === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) throw new VhdxFormatError('BAT-9', `block ${block} is PARTIALLY_PRESENT, which is invalid in a non-differencing file`, at);
+    if (state === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+      if (!this.differencing) throw new VhdxFormatError('BAT-9', `block ${block} is PARTIALLY_PRESENT, which is invalid in a non-differencing file`, at);
+      if (this.bat.state(this.bitmapIndexOfBlock(block)) !== SectorBitmapState.SB_BLOCK_PRESENT) {
+        throw new VhdxFormatError('BAT-10', `block ${block} is PARTIALLY_PRESENT but its chunk's sector bitmap entry is not SB_BLOCK_PRESENT`, at);
+      }
+      if (this.bat.offsetMB(index) === 0) throw new VhdxFormatError('BAT-5', `block ${block} is PARTIALLY_PRESENT at FileOffsetMB 0, inside the header section`, at);
+    }
     if (state === 4 || state === 5) throw new VhdxFormatError('BAT-7', `block ${block} has reserved state ${state}${state === 5 ? ' (UNMAPPED in the v0.95 draft; v1.00 uses 3)' : ''}`, at);
   }
 
@@ -856,7 +1066,9 @@ export class VhdxDisk {
           throw new VhdxFormatError('BAT-5', `block ${b} is FULLY_PRESENT at FileOffsetMB ${mb}, ${mb === 0 ? 'inside the header section' : 'out of range'}`, this.regionTable.bat.fileOffsetBytes + index * 8);
         }
         const fo = mb * MiB + inBlock;
-        if (runLen > 0 && runFile + runLen === fo) runLen += n;
+        // One device read per run that is contiguous in the file AND on the virtual disk: blocks
+        // allocated one after the other can sit side by side in the file with a hole between them.
+        if (runLen > 0 && runFile + runLen === fo && runDst + runLen === v - offsetBytes) runLen += n;
         else {
           if (runLen > 0) this.dev.readInto!(runFile, target.subarray(runDst, runDst + runLen));
           runFile = fo;
@@ -865,12 +1077,45 @@ export class VhdxDisk {
         }
       } else {
         this.refuseUnreadableState(b, index, st);
-        // NOT_PRESENT, UNDEFINED, ZERO and UNMAPPED read as zeros (notes §5.7 step 2).
-        if (!targetIsZero) target.fill(0, v - offsetBytes, v - offsetBytes + n);
+        const dst = target.subarray(v - offsetBytes, v - offsetBytes + n);
+        if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+          // Sector by sector through the bitmap (§2.4): 1 = this file, 0 = the parent.
+          const base = bat.offsetMB(index) * MiB;
+          const lss = this.sectorSize;
+          this.bitmaps!.runs(b, inBlock / lss, n / lss, (from, count, inThisFile) => {
+            const part = dst.subarray(from * lss - inBlock, (from + count) * lss - inBlock);
+            if (inThisFile) this.dev.readInto!(base + from * lss, part);
+            else this.readParent(b * bs + from * lss, part);
+          });
+        } else if (st === ST.PAYLOAD_BLOCK_NOT_PRESENT && this.differencing) this.readParent(v, dst);
+        // NOT_PRESENT (not differencing), UNDEFINED, ZERO and UNMAPPED read as zeros (notes §5.7 steps 2-3).
+        else if (!targetIsZero) dst.fill(0);
       }
       v += n;
     }
     if (runLen > 0) this.dev.readInto!(runFile, target.subarray(runDst, runDst + runLen));
+  }
+
+  /** The parent's content at virtual offset `offsetBytes`; zeros past the end of a smaller parent. */
+  private readParent(offsetBytes: number, target: Uint8Array): void {
+    const parent = this.parentDisk!;
+    const inParent = Math.max(0, Math.min(target.length, parent.virtualSizeBytes - offsetBytes));
+    if (inParent > 0) parent.readInto(offsetBytes, target.subarray(0, inParent));
+    target.fill(0, inParent);
+  }
+
+  private bitmapIndexOfBlock(block: number): number {
+    const cr = this.geo.chunkRatio;
+    const chunk = Math.floor(block / cr);
+    return chunk * (cr + 1) + cr;
+  }
+
+  /** 4 KiB sector `sector` of chunk `chunk`'s sector bitmap block; zeros while the chunk has none. */
+  private loadBitmapSector(chunk: number, sector: number): Uint8Array {
+    const index = chunk * (this.geo.chunkRatio + 1) + this.geo.chunkRatio;
+    const image = new Uint8Array(S);
+    if (this.bat.state(index) === SectorBitmapState.SB_BLOCK_PRESENT) this.dev.readInto!(this.bat.offsetBytes(index) + sector * S, image);
+    return image;
   }
 
   /** Writes `bytes` at virtual offset `offsetBytes` (logical-sector granularity). */
@@ -881,8 +1126,10 @@ export class VhdxDisk {
     this.guarded(() => {
       this.ensureSession(true);
       const bs = this.blockSize;
+      const lss = this.sectorSize;
       const bat = this.bat;
       const end = offsetBytes + bytes.length;
+      if (this.differencing) this.ensureBitmapBlocks(offsetBytes, end);
       let runFile = 0;
       let runSrc = 0;
       let runLen = 0;
@@ -905,9 +1152,22 @@ export class VhdxDisk {
           const mb = bat.offsetMB(index);
           if (mb === 0) throw new VhdxFormatError('BAT-5', `block ${b} is FULLY_PRESENT at FileOffsetMB 0, inside the header section`, this.regionTable.bat.fileOffsetBytes + index * 8);
           base = mb * MiB;
+        } else if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+          this.refuseUnreadableState(b, index, st);
+          // In place; the bits follow at the next commit, after the data is durable (notes §5.8 step 6).
+          base = bat.offsetMB(index) * MiB;
+          this.bitmaps!.set(b, inBlock / lss, n / lss, true);
+          if (this.bitmaps!.allSet(b)) bat.set(index, ST.PAYLOAD_BLOCK_FULLY_PRESENT, base / MiB);
         } else {
           this.refuseUnreadableState(b, index, st); // never overwrite what we cannot read
-          base = this.allocateBlock(b);
+          const whole = inBlock === 0 && (n === bs || v + n === this.geo.virtualDiskSizeBytes);
+          if (this.differencing && st === ST.PAYLOAD_BLOCK_NOT_PRESENT && !whole) {
+            // The other sectors stay the parent's: a new block, only the written sectors' bits set
+            // (bits a crashed session may have left for this block are cleared).
+            base = this.allocateBlock(b, ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT);
+            this.bitmaps!.set(b, 0, bs / lss, false);
+            this.bitmaps!.set(b, inBlock / lss, n / lss, true);
+          } else base = this.allocateBlock(b); // ZERO, UNMAPPED, UNDEFINED read as zeros: so does fresh space
           targetSize = Math.max(targetSize, base + bs);
         }
         const fo = base + inBlock;
@@ -944,7 +1204,9 @@ export class VhdxDisk {
         const inBlock = v - b * bs;
         const n = Math.min(bs - inBlock, end - v);
         const index = this.bat.payloadIndex(b);
-        if (this.bat.state(index) === ST.PAYLOAD_BLOCK_FULLY_PRESENT) {
+        const st = this.bat.state(index);
+        // A PARTIALLY_PRESENT block's sectors still read from the parent keep what they held: allowed for a trim.
+        if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT || (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT && this.differencing)) {
           const whole = inBlock === 0 && (n === bs || v + n === vs);
           this.ensureSession(true);
           if (whole && !this.fixed) {
@@ -991,7 +1253,17 @@ export class VhdxDisk {
     } finally {
       this.closed = true;
       this.io.close();
+      if (this.ownsParent) this.parentDisk?.close();
     }
+  }
+}
+
+/** A path's canonical form, to detect a chain that comes back to an image already open. */
+function realPathOf(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return path.resolve(p);
   }
 }
 

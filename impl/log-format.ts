@@ -34,8 +34,14 @@ export function entryLengthBytes(descriptorCount: number, dataSectorCount: numbe
 
 /** Largest number of data descriptors (one data sector each) an entry of at most `maxBytes` holds. */
 export function maxDataDescriptorsFor(maxBytes: number): number {
+  // Stryker disable next-line ArithmeticOperator: starting above the answer only costs turns of the loop
   let k = Math.floor(maxBytes / S) - 1;
-  while (k > 0 && entryLengthBytes(k, k) > maxBytes) k--;
+  while (
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: without the bound the loop stops at -1 (an empty entry fits anything), clamped below
+    k > 0 &&
+    entryLengthBytes(k, k) > maxBytes
+  )
+    k--;
   return Math.max(0, k);
 }
 
@@ -136,6 +142,7 @@ export function encodeLogEntry(p: EntryParams): Uint8Array {
       // Stryker disable next-line ArithmeticOperator: the signature is the structure's first field (offset 0); + and - agree
       out.set(SIG_DATA, sec + OFF.sectorSig);
       writeU32(out, sec + OFF.sectorHigh, seqHigh);
+      // Stryker disable next-line ArithmeticOperator: a longer slice spills only onto SequenceLow, written right after
       out.set(u.image.subarray(LEADING, S - TRAILING), sec + OFF.sectorData);
       writeU32(out, sec + OFF.sectorLow, seqLow);
     }
@@ -199,7 +206,10 @@ export function parseEntryAt(log: Uint8Array, pos: number, logGuid: string): Par
   for (let k = 0; k < h.DescriptorCount; k++) {
     const d = LOG_ENTRY_HEADER_SIZE_BYTES + k * LOG_DESCRIPTOR_SIZE_BYTES;
     // Stryker disable next-line ArithmeticOperator: the signature is the structure's first field (offset 0); + and - agree
-    if (hasSig(bytes, d + OFF.zeroSig, SIG_ZERO)) {
+    const isZero = hasSig(bytes, d + OFF.zeroSig, SIG_ZERO);
+    // Stryker disable next-line ArithmeticOperator: the signature is the structure's first field (offset 0); + and - agree
+    const isData = hasSig(bytes, d + OFF.descSig, SIG_DESC);
+    if (isZero) {
       if (readU32(bytes, d + OFF.zeroReserved) !== 0) return undefined;
       if (readU64Big(bytes, d + OFF.zeroSeq) !== seq) return undefined;
       const length = readU64Big(bytes, d + OFF.zeroLength);
@@ -207,8 +217,7 @@ export function parseEntryAt(log: Uint8Array, pos: number, logGuid: string): Par
       if (length % BIG_S !== 0n || fileOffset % BIG_S !== 0n) return undefined;
       // Beyond 2^53 the numbers are approximate; replay refuses anything past MAX_REPLAY_TARGET_BYTES.
       updates.push({ kind: 'zero', fileOffsetBytes: Number(fileOffset), lengthBytes: Number(length) });
-      // Stryker disable next-line ArithmeticOperator: the signature is the structure's first field (offset 0); + and - agree
-    } else if (hasSig(bytes, d + OFF.descSig, SIG_DESC)) {
+    } else if (isData) {
       if (readU64Big(bytes, d + OFF.descSeq) !== seq) return undefined;
       const fileOffsetBig = readU64Big(bytes, d + OFF.descFileOffset);
       if (fileOffsetBig % BIG_S !== 0n) return undefined;

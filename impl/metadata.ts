@@ -7,6 +7,7 @@ import {
   MAX_VIRTUAL_DISK_SIZE_BYTES,
   METADATA_ITEM,
   METADATA_ITEM_MAX_LENGTH_BYTES,
+  PARENT_LOCATOR_KEYS,
   METADATA_TABLE_ENTRY,
   METADATA_TABLE_HEADER,
   METADATA_TABLE_MAX_ENTRIES,
@@ -18,7 +19,10 @@ import {
   SIGNATURE,
   VIRTUAL_DISK_ID,
   VIRTUAL_DISK_SIZE,
+  VHDX_PARENT_LOCATOR_TYPE,
   VhdxFormatError,
+  decodeParentLocatorTable,
+  decodeUtf16le,
   isPowerOfTwo,
 } from '../spec-model/format';
 import { readIntoFrom, type BlockDevice } from './device';
@@ -32,7 +36,17 @@ export interface DiskMetadata {
   readonly logicalSectorSizeBytes: number;
   readonly physicalSectorSizeBytes: number;
   readonly virtualDiskId: string;
+  /** The parent locator's key/value pairs (§2.6.2.6.3), when HasParent is set. */
+  readonly parentLocator?: ReadonlyMap<string, string>;
+  /** User items flagged IsVirtualDisk: a child copies them (§2.6.1.2, MD-15). */
+  readonly virtualDiskUserItems: readonly MetadataItemCopy[];
   readonly warnings: readonly string[];
+}
+
+export interface MetadataItemCopy {
+  readonly itemId: string;
+  readonly flags: number;
+  readonly bytes: Uint8Array;
 }
 
 const KNOWN_BY_GUID = new Map(KNOWN_METADATA_ITEMS.map((k) => [k.guid, k]));
@@ -51,6 +65,7 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
   if (h.Signature !== SIGNATURE.metadataTable) throw new VhdxFormatError('MD-2', `metadata table signature is ${JSON.stringify(h.Signature)}, expected "metadata"`, base);
   if (h.EntryCount > METADATA_TABLE_MAX_ENTRIES) throw new VhdxFormatError('MD-4', `metadata table EntryCount ${h.EntryCount} > ${METADATA_TABLE_MAX_ENTRIES}`, base);
   const items = new Map<string, Uint8Array>();
+  const virtualDiskUserItems: MetadataItemCopy[] = [];
   for (let i = 0; i < h.EntryCount; i++) {
     const at = METADATA_TABLE_HEADER.sizeBytes + i * METADATA_TABLE_ENTRY.sizeBytes;
     const e = METADATA_TABLE_ENTRY.decode(table, at);
@@ -59,6 +74,11 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
     if (!known) {
       if ((e.Flags & MetadataEntryFlag.IsRequired) !== 0) {
         throw new VhdxFormatError('MD-17', `unknown metadata item ${e.ItemId} is marked IsRequired; this reader cannot open the file`, base + at);
+      }
+      if (isUser && (e.Flags & MetadataEntryFlag.IsVirtualDisk) !== 0 && e.Length <= METADATA_ITEM_MAX_LENGTH_BYTES && e.Offset + e.Length <= region.lengthBytes) {
+        const bytes = new Uint8Array(e.Length);
+        if (e.Length > 0) readIntoFrom(device, base + e.Offset, bytes);
+        virtualDiskUserItems.push({ itemId: e.ItemId, flags: e.Flags, bytes });
       }
       continue; // unknown optional items are preserved untouched
     }
@@ -96,6 +116,9 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
   if (virtualSizeBytes % lss !== 0) throw new VhdxFormatError('VDS-1', `VirtualDiskSize ${virtualSizeBytes} is not a multiple of LogicalSectorSize ${lss}`, base);
   const hasParent = (fp.Flags & FileParametersFlag.HasParent) !== 0;
   if (!hasParent && items.has(METADATA_ITEM.parentLocator)) warnings.push('FP-5: a parent locator item is present although HasParent is clear');
+  const locatorItem = items.get(METADATA_ITEM.parentLocator);
+  if (hasParent && !locatorItem) throw new VhdxFormatError('FP-4', 'HasParent is set but there is no parent locator item: the parent cannot be found', base);
+  const parentLocator = hasParent ? readParentLocator(locatorItem!, base) : undefined;
   return {
     blockSizeBytes: fp.BlockSize,
     leaveBlockAllocated: (fp.Flags & FileParametersFlag.LeaveBlockAllocated) !== 0,
@@ -104,8 +127,30 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
     logicalSectorSizeBytes: lss,
     physicalSectorSizeBytes: pss,
     virtualDiskId: vdid,
+    parentLocator,
+    virtualDiskUserItems,
     warnings,
   };
+}
+
+/** §2.6.2.6: the VHDX locator type, its strings inside the item, keys unique (PL-2, PL-5, PL-7). */
+function readParentLocator(item: Uint8Array, regionOffsetBytes: number): Map<string, string> {
+  const decoded = decodeParentLocatorTable(item);
+  if (!decoded || decoded.header.LocatorType !== VHDX_PARENT_LOCATOR_TYPE) {
+    throw new VhdxFormatError('PL-2', `the parent locator type is ${decoded?.header.LocatorType ?? '(item too short)'}, not the VHDX locator type ${VHDX_PARENT_LOCATOR_TYPE}`, regionOffsetBytes);
+  }
+  if (decoded.entryTableTruncated) throw new VhdxFormatError('PL-5', `the parent locator's KeyValueCount ${decoded.header.KeyValueCount} promises more entries than its item holds`, regionOffsetBytes);
+  const pairs = new Map<string, string>();
+  for (const e of decoded.entries) {
+    if (e.KeyLength === 0 || e.ValueLength === 0 || e.KeyOffset + e.KeyLength > item.length || e.ValueOffset + e.ValueLength > item.length) {
+      throw new VhdxFormatError('PL-5', 'a parent locator key or value is empty or lies outside the item', regionOffsetBytes);
+    }
+    const key = decodeUtf16le(item.subarray(e.KeyOffset, e.KeyOffset + e.KeyLength));
+    if (pairs.has(key)) throw new VhdxFormatError('PL-7', `the parent locator has the key ${JSON.stringify(key)} twice`, regionOffsetBytes);
+    pairs.set(key, decodeUtf16le(item.subarray(e.ValueOffset, e.ValueOffset + e.ValueLength)));
+  }
+  if (!pairs.has(PARENT_LOCATOR_KEYS.parentLinkage)) throw new VhdxFormatError('PL-10', 'the parent locator has no parent_linkage', regionOffsetBytes);
+  return pairs;
 }
 
 /**
@@ -120,20 +165,27 @@ export function buildMetadata(p: {
   logicalSectorSizeBytes: number;
   physicalSectorSizeBytes: number;
   virtualDiskId: string;
+  /** A child: HasParent set, this parent locator item, and the parent's IsVirtualDisk user items. */
+  parentLocator?: Uint8Array;
+  userItems?: readonly MetadataItemCopy[];
 }): Uint8Array {
-  const items: { guid: string; bytes: Uint8Array }[] = [
-    { guid: METADATA_ITEM.fileParameters, bytes: FILE_PARAMETERS.encode({ BlockSize: p.blockSizeBytes, Flags: p.leaveBlockAllocated ? FileParametersFlag.LeaveBlockAllocated : 0 }) },
+  const flags = (p.leaveBlockAllocated ? FileParametersFlag.LeaveBlockAllocated : 0) | (p.parentLocator ? FileParametersFlag.HasParent : 0);
+  const items: { guid: string; bytes: Uint8Array; flags?: number }[] = [
+    { guid: METADATA_ITEM.fileParameters, bytes: FILE_PARAMETERS.encode({ BlockSize: p.blockSizeBytes, Flags: flags }) },
     { guid: METADATA_ITEM.virtualDiskSize, bytes: VIRTUAL_DISK_SIZE.encode({ VirtualDiskSize: BigInt(p.virtualSizeBytes) }) },
     { guid: METADATA_ITEM.logicalSectorSize, bytes: LOGICAL_SECTOR_SIZE.encode({ LogicalSectorSize: p.logicalSectorSizeBytes }) },
     { guid: METADATA_ITEM.physicalSectorSize, bytes: PHYSICAL_SECTOR_SIZE.encode({ PhysicalSectorSize: p.physicalSectorSizeBytes }) },
     { guid: METADATA_ITEM.virtualDiskId, bytes: VIRTUAL_DISK_ID.encode({ VirtualDiskId: p.virtualDiskId }) },
   ];
+  if (p.parentLocator) items.push({ guid: METADATA_ITEM.parentLocator, bytes: p.parentLocator });
+  for (const u of p.userItems ?? []) items.push({ guid: u.itemId, bytes: u.bytes, flags: u.flags });
+  if (items.length > METADATA_TABLE_MAX_ENTRIES) throw new VhdxFormatError('MD-4', `${items.length} metadata items do not fit the table (at most ${METADATA_TABLE_MAX_ENTRIES})`, 0);
   const total = METADATA_TABLE_SIZE_BYTES + items.reduce((n, i) => n + i.bytes.length, 0);
   const out = new Uint8Array(Math.ceil(total / 4096) * 4096);
   METADATA_TABLE_HEADER.encodeInto({ Signature: SIGNATURE.metadataTable, Reserved: 0, EntryCount: items.length, Reserved2: new Uint8Array(20) }, out, 0);
   let at = METADATA_TABLE_SIZE_BYTES;
   items.forEach((item, i) => {
-    const flags = KNOWN_BY_GUID.get(item.guid)!.flags;
+    const flags = item.flags ?? KNOWN_BY_GUID.get(item.guid)!.flags;
     METADATA_TABLE_ENTRY.encodeInto(
       { ItemId: item.guid, Offset: at, Length: item.bytes.length, Flags: flags, Reserved2: 0 },
       out,

@@ -19,7 +19,6 @@ import {
   METADATA_ITEM,
   VhdxError,
   VhdxFormatError,
-  VhdxUnsupportedError,
   ZERO_GUID,
   storeChecksum,
   type Header,
@@ -212,7 +211,7 @@ describe('impl open: refusals are typed, deviations are warnings', () => {
     expect(VhdxDisk.open(dev2, { mode: 'ro' }).warnings).toEqual([]);
   });
 
-  test('HasParent -> refused with VhdxUnsupportedError (a feature, not a rule violation), ro and rw', () => {
+  test('HasParent without a parent locator -> refused (FP-4), ro and rw, nothing written', () => {
     const { dev, layout } = fresh();
     const table = dev.read(layout.metadataOffsetBytes, 64 * 1024);
     const h = METADATA_TABLE_HEADER.decode(table, 0);
@@ -226,10 +225,9 @@ describe('impl open: refusals are typed, deviations are warnings', () => {
     for (const mode of ['ro', 'rw'] as const) {
       const before = dev.snapshot();
       const err = openError(dev, mode);
-      expect(err).toBeInstanceOf(VhdxUnsupportedError);
-      expect(err).not.toBeInstanceOf(VhdxFormatError);
-      expect((err as VhdxUnsupportedError).feature).toBe('differencing');
-      expect(err.message).toMatch(/differencing.*not supported yet/);
+      expect(err).toBeInstanceOf(VhdxFormatError);
+      expect((err as VhdxFormatError).ruleId).toBe('FP-4');
+      expect(err.message).toMatch(/no parent locator/);
       expect(Buffer.from(dev.snapshot()).equals(Buffer.from(before))).toBe(true);
     }
   });

@@ -2,7 +2,7 @@
  * impl against the third-party images (../shared/corpus/third-party, PROVENANCE.md): every image
  * opens and its content digest v1 matches the provenance record; dirty images replay (rw onto a
  * copy, ro in memory without changing the file); Disk2VHD's equal-sequence headers are accepted
- * with a warning; differencing is refused with a typed error (not supported yet).
+ * with a warning; the differencing image, whose parent is not available, fails with "parent not found".
  *
  * The digest helper below is written from DESIGN.md "Content digest", not taken from spec-model.
  */
@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { decompressThirdParty, tempDir, THIRD_PARTY_DIR } from './support/third-party';
 import { FileDevice, RecordingDevice, VhdxDisk } from '../impl';
-import { VhdxError, VhdxFormatError, VhdxUnsupportedError, ZERO_GUID } from '../spec-model/format';
+import { VhdxFormatError, VhdxParentNotFoundError, ZERO_GUID } from '../spec-model/format';
 import { sha256File } from './support/bytes';
 
 const MiB = 1 << 20;
@@ -167,7 +167,7 @@ describe('impl reads the third-party images', () => {
     });
   }
 
-  test('differencing.avhdx: refused with a typed error (differencing not supported yet)', () => {
+  test('differencing.avhdx: its parent is not here, so the open fails with "parent not found" (typed, not a rule violation), file untouched', () => {
     const img = decompressThirdParty('differencing.avhdx.gz', dir);
     const before = sha256File(img);
     for (const mode of ['ro', 'rw'] as const) {
@@ -177,11 +177,9 @@ describe('impl reads the third-party images', () => {
       } catch (e) {
         err = e;
       }
-      expect(err).toBeInstanceOf(VhdxUnsupportedError);
-      expect(err).toBeInstanceOf(VhdxError);
+      expect(err).toBeInstanceOf(VhdxParentNotFoundError);
       expect(err).not.toBeInstanceOf(VhdxFormatError);
-      expect((err as VhdxUnsupportedError).feature).toBe('differencing');
-      expect((err as Error).message).toMatch(/differencing.*not supported yet/);
+      expect((err as VhdxParentNotFoundError).pathsTried).toHaveLength(3); // properties/differencing.test.ts checks them
     }
     expect(sha256File(img)).toBe(before);
   });

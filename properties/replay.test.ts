@@ -274,7 +274,8 @@ const entryCaseArb = fc.record({
   logSectors: fc.integer({ min: 2, max: 8 }),
   atSector: fc.nat(7),
   sequence: fc.oneof(fc.bigInt(1n, 1000n), fc.constantFrom(0n, 1n, 0xffffffffn, 0x100000000n, (1n << 64n) - 1n)),
-  tailSector: fc.nat(9),
+  // Tail: a sector inside the log, exactly the log's end (invalid), or not sector aligned (invalid)
+  tail: fc.oneof({ weight: 6, arbitrary: fc.nat(7).map((k) => ({ sector: k, end: false, unaligned: false })) }, { weight: 1, arbitrary: fc.constant({ sector: 0, end: true, unaligned: false }) }, { weight: 1, arbitrary: fc.nat(7).map((k) => ({ sector: k, end: false, unaligned: true })) }),
   flushed: fc.oneof(fc.nat(64).map((m) => m * MiB), fc.constantFrom(2 ** 53 - 1, 2 ** 60)),
   updates: fc.array(
     fc.record({ zero: fc.boolean(), sector: fc.oneof(fc.nat(1 << 20), fc.constant(2 ** 40)), lengthSectors: fc.integer({ min: 1, max: 4 }), fill: fc.nat(255) }),
@@ -322,7 +323,7 @@ test('REPLAY: the driver validates and decodes single log entries exactly as the
         u.zero ? { kind: 'zero', fileOffsetBytes: u.sector * S, lengthBytes: u.lengthSectors * S } : { kind: 'data', fileOffsetBytes: u.sector * S, image: Uint8Array.from({ length: S }, (_, i) => (u.fill + i * 7) & 0xff) },
       );
       while (updates.length < c.descriptorsUpTo) updates.push({ kind: 'zero', fileOffsetBytes: updates.length * S, lengthBytes: S });
-      const bytes = encodeLogEntry({ sequenceNumber: c.sequence, logGuid: GUIDS[0], tailBytes: (c.tailSector % c.logSectors) * S + (c.tailSector > 7 ? 512 : 0), flushedFileOffsetBytes: c.flushed, lastFileOffsetBytes: c.flushed, updates });
+      const bytes = encodeLogEntry({ sequenceNumber: c.sequence, logGuid: GUIDS[0], tailBytes: c.tail.end ? L : (c.tail.sector % c.logSectors) * S + (c.tail.unaligned ? 512 : 0), flushedFileOffsetBytes: c.flushed, lastFileOffsetBytes: c.flushed, updates });
       if (bytes.length > L) return;
       const dv = new DataView(bytes.buffer);
       for (const e of c.edits) {
@@ -403,7 +404,7 @@ test('REPLAY: every entry the driver encodes is valid to the spec model and carr
         ),
         { maxLength: 140 },
       ),
-      maxBytes: fc.nat(1 << 22),
+      maxBytes: fc.oneof(fc.nat(1 << 22), fc.nat(1024).map((k) => k * S)), // sector multiples: some are exactly an entry's length
     }),
     (c) => {
       const updates = c.updates.map((u): LogUpdate => (u.kind === 'zero' ? zero(u.sector * S, u.lengthSectors * S) : { kind: 'data', fileOffsetBytes: u.sector * S, image: patternImage(u.seed) }));

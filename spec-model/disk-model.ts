@@ -47,7 +47,21 @@ export interface DiskParams {
   /** Fixed: every payload block preallocated (FULLY_PRESENT, LeaveBlockAllocated = 1). */
   fixed: boolean;
   logSizeBytes: number;
+  /**
+   * A differencing disk: the chain under it, base first (§2.6.2.6; the base is fixed or dynamic
+   * as `fixed` says, the others differencing). The disk starts with the fold of their writes, in
+   * order, as its durable content: the model of a chain is the fold of its layers.
+   */
+  parents?: ParentLayer[];
 }
+
+export interface ParentLayer {
+  blockSizeBytes: number;
+  writes: { offsetBytes: number; lengthBytes: number; seed: number }[];
+}
+
+/** Deepest chain the model accepts (the driver refuses deeper ones). */
+export const MAX_MODEL_CHAIN_DEPTH = 15;
 
 export type OpenMode = 'rw' | 'ro';
 
@@ -136,6 +150,10 @@ export function validateDiskParams(p: DiskParams): void {
   requireInteger('logSizeBytes', p.logSizeBytes);
   if (p.logSizeBytes === 0 || p.logSizeBytes % MiB !== 0) throw new VhdxUsageError('logSizeBytes', `LogLength must be a positive multiple of 1 MiB (§2.2.2), got ${p.logSizeBytes}`);
   if (typeof p.fixed !== 'boolean') throw new VhdxUsageError('fixed', `fixed must be a boolean, got ${String(p.fixed)}`);
+  if (p.parents !== undefined) {
+    if (!Array.isArray(p.parents) || p.parents.length > MAX_MODEL_CHAIN_DEPTH) throw new VhdxUsageError('parents', `parents must be a list of at most ${MAX_MODEL_CHAIN_DEPTH} layers`);
+    for (const layer of p.parents) validateDiskParams({ ...p, blockSizeBytes: layer.blockSizeBytes, parents: undefined });
+  }
 }
 
 export class DiskModel {
@@ -204,6 +222,10 @@ export class DiskModel {
         validateDiskParams(event.params);
         this.diskParams = { ...event.params };
         this.state = 'open-rw';
+        if (event.params.parents) {
+          for (const layer of event.params.parents) for (const w of layer.writes) this.apply({ type: 'write', ...w });
+          this.apply({ type: 'flush' });
+        }
         return;
       case 'open':
         if (this.state === 'absent') throw new VhdxStateError('open: the disk has not been created');
