@@ -19,6 +19,24 @@ interface BugClass {
 
 const BUGS: BugClass[] = [
   {
+    name: 'a read joins blocks that are neighbours in the file but not on the disk',
+    file: 'impl/disk.ts',
+    find: 'if (runLen > 0 && runFile + runLen === fo && runDst + runLen === v - offsetBytes) runLen += n;',
+    replace: 'if (runLen > 0 && runFile + runLen === fo) runLen += n;',
+  },
+  {
+    name: 'a differencing disk reads a NOT_PRESENT block as zeros instead of from its parent',
+    file: 'impl/disk.ts',
+    find: '} else if (st === ST.PAYLOAD_BLOCK_NOT_PRESENT && this.differencing) this.readParent(v, dst);',
+    replace: '} else if (false) this.readParent(v, dst);',
+  },
+  {
+    name: 'a write into a PARTIALLY_PRESENT block does not set its sector bitmap bits',
+    file: 'impl/disk.ts',
+    find: '          base = bat.offsetMB(index) * MiB;\n          this.bitmaps!.set(b, inBlock / lss, n / lss, true);',
+    replace: '          base = bat.offsetMB(index) * MiB;',
+  },
+  {
     name: 'header written to the current slot instead of the other one',
     file: 'impl/disk.ts',
     find: 'const slot: 0 | 1 = this.hdrSlot === 0 ? 1 : 0;',
