@@ -191,3 +191,31 @@ export function runCreate(image: string, opts: CreateOptions): void {
       `block size ${formatBytes(g.blockSizeBytes)}, sectors ${g.logicalSectorSizeBytes}/${g.physicalSectorSizeBytes}`,
   );
 }
+
+export function registerResize(program: Command): void {
+  const cmd = program
+    .command('resize')
+    .description('grow or shrink the virtual disk of a dynamic or fixed VHDX (a shrink drops what lies past the new size); crash-safe, durable when it exits 0')
+    .argument('<image>', 'the VHDX file')
+    .requiredOption('--size <size>', 'the new virtual disk size, e.g. 20G');
+  strictArguments(cmd).action((image: string, opts: { size: string }) => runResize(image, opts.size));
+}
+
+export function runResize(image: string, sizeText: string): void {
+  const size = parseSize(sizeText, '--size');
+  const disk = withImage(image, () => VhdxDisk.openFile(image, { mode: 'rw' }));
+  const before = disk.virtualSizeBytes;
+  try {
+    withFile(image, () => disk.resize(size));
+  } catch (e) {
+    try {
+      disk.close();
+    } catch {
+      /* the first error is the one to report */
+    }
+    if (e instanceof VhdxUsageError && e.parameter === 'virtualSizeBytes') throw new VhdxUsageError('--size', e.message.replace(/^virtualSizeBytes /, ''));
+    throw e;
+  }
+  withFile(image, () => disk.close());
+  console.log(`${image}: virtual size ${formatBytes(before)} -> ${formatBytes(size)} (${size} bytes)`);
+}

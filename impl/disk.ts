@@ -7,14 +7,18 @@ import {
   HEADER_VERSION,
   HEADER_LOG_VERSION,
   LOG_SECTOR_SIZE_BYTES,
+  MAX_VIRTUAL_DISK_SIZE_BYTES,
   MiB,
   PayloadBlockState,
+  REGION_TABLE_SIZE_BYTES as REGION_TABLE_BYTES,
+  VIRTUAL_DISK_SIZE,
   SIGNATURE,
   SectorBitmapState,
   VhdxError,
   VhdxFormatError,
   VhdxIoError,
   VhdxStateError,
+  VhdxUnsupportedError,
   VhdxUsageError,
   VhdxParentNotFoundError,
   ZERO_GUID,
@@ -39,7 +43,7 @@ import { applySequence, planReplay, type ActiveSequence, type ReplayResult } fro
 import { LogRing, emptyLogStats, type LogStats } from './log-writer';
 import { readMetadata, type DiskMetadata } from './metadata';
 import { OverlayDevice } from './overlay';
-import { parseRegionTable, type RegionInfo, type RegionTable } from './regions';
+import { buildRegionTable, parseRegionTable, type RegionInfo, type RegionTable } from './regions';
 import { SectorBitmaps } from './sector-bitmap';
 
 /*
@@ -206,10 +210,11 @@ export class VhdxDisk {
   readonly mode: 'rw' | 'ro';
   private hdr: HeaderInfo;
   private hdrSlot: 0 | 1;
-  private readonly regionTable: RegionTable;
-  private readonly meta: DiskMetadata;
-  private readonly geo: Geometry;
-  private readonly bat: BatTable;
+  // A resize replaces these four.
+  private regionTable: RegionTable;
+  private meta: DiskMetadata;
+  private geo: Geometry;
+  private bat: BatTable;
   private readonly creator: string;
   private readonly warningList: string[];
   private readonly newGuid: () => string;
@@ -915,6 +920,12 @@ export class VhdxDisk {
         } else updates.push({ kind: 'zero', fileOffsetBytes, lengthBytes: S });
       } else updates.push({ kind: 'data', fileOffsetBytes, image });
     }
+    this.logInEntries(updates);
+    return true;
+  }
+
+  /** Logs and applies `updates` in order, in as few entries as fit the log. */
+  private logInEntries(updates: readonly LogUpdate[]): void {
     const maxBytes = entryLengthBytes(this.maxEntryData, this.maxEntryData);
     let chunk: LogUpdate[] = [];
     let chunkData = 0;
@@ -929,7 +940,6 @@ export class VhdxDisk {
       chunkData += u.kind === 'data' ? 1 : 0;
     }
     if (chunk.length > 0) this.logAndApply(chunk);
-    return true;
   }
 
   private pendingSectorCount(): number {
@@ -1220,6 +1230,99 @@ export class VhdxDisk {
       }
     });
     this.maybeAutoCommit();
+  }
+
+  /**
+   * Grows or shrinks the virtual disk of a dynamic or fixed disk; durable when it returns.
+   * Sectors added by a grow read as zeros; a shrink drops what lies past the new size.
+   *
+   * Crash safety:
+   * - Everything pending is committed first, and DataWriteGuid is renewed.
+   * - The old last block's padding past the old size is zeroed before it can become visible.
+   * - The new blocks of a fixed disk are allocated in fresh space.
+   * - A BAT that no longer fits its region is copied to fresh space at the end of the file and
+   *   flushed; the region table starts pointing at it only through the log.
+   * - The Virtual Disk Size item and the BAT and region-table sectors are then logged together,
+   *   in an order that keeps any split between log entries harmless:
+   *   - a grow publishes the new BAT entries before the size;
+   *   - a shrink publishes the size before it drops the entries past it.
+   */
+  resize(virtualSizeBytes: number): void {
+    this.checkWritable('resize');
+    if (this.differencing) throw new VhdxUnsupportedError('resize-differencing', 'resizing a differencing disk is not supported by this implementation');
+    const lss = this.sectorSize;
+    if (!Number.isSafeInteger(virtualSizeBytes) || virtualSizeBytes < lss || virtualSizeBytes % lss !== 0 || virtualSizeBytes > MAX_VIRTUAL_DISK_SIZE_BYTES) {
+      throw new VhdxUsageError('virtualSizeBytes', `virtualSizeBytes must be a multiple of the logical sector size (${lss}) from ${lss} to 64 TiB (${MAX_VIRTUAL_DISK_SIZE_BYTES}), got ${virtualSizeBytes}`);
+    }
+    const oldSize = this.geo.virtualDiskSizeBytes;
+    if (virtualSizeBytes === oldSize) return;
+    this.guarded(() => {
+      this.ensureSession(true);
+      this.commitPending();
+      const bs = this.blockSize;
+      const grow = virtualSizeBytes > oldSize;
+      const g = computeGeometry({ virtualDiskSizeBytes: virtualSizeBytes, blockSizeBytes: bs, logicalSectorSizeBytes: lss, hasParent: false });
+      if (grow) {
+        const last = Math.floor((oldSize - 1) / bs);
+        const index = this.bat.payloadIndex(last);
+        const from = oldSize - last * bs;
+        const to = Math.min(bs, virtualSizeBytes - last * bs);
+        if (this.bat.state(index) === ST.PAYLOAD_BLOCK_FULLY_PRESENT && to > from) this.writeZeros(this.bat.offsetBytes(index) + from, to - from);
+      }
+      // The chunk ratio depends only on block and sector size: every kept entry keeps its index.
+      const bat = new BatTable(g.totalBatEntries, g.chunkRatio);
+      bat.bytes.set(this.bat.bytes.subarray(0, Math.min(this.bat.bytes.length, bat.bytes.length)));
+      bat.bytes.fill(0, g.totalBatEntries * 8);
+      if (this.fixed) {
+        for (let b = this.geo.payloadBlockCount; b < g.payloadBlockCount; b++) {
+          const at = alignUp(Math.max(this.fileSize, this.structuresEnd), MiB);
+          this.structuresEnd = at + bs;
+          bat.set(bat.payloadIndex(b), ST.PAYLOAD_BLOCK_FULLY_PRESENT, at / MiB);
+        }
+        if (this.structuresEnd > this.fileSize) this.devSetSize(this.structuresEnd);
+      }
+      for (let i = g.totalBatEntries; i < this.geo.totalBatEntries; i++) {
+        const mb = this.bat.offsetMB(i);
+        if (mb !== 0) this.released.push([mb * MiB, mb * MiB + (this.bat.isSectorBitmapIndex(i) ? MiB : bs)]);
+      }
+
+      let region = this.regionTable.bat;
+      const batUpdates: LogUpdate[] = [];
+      if (g.totalBatEntries * 8 > region.lengthBytes) {
+        const lengthBytes = alignUp(g.totalBatEntries * 8, MiB);
+        const at = alignUp(Math.max(this.fileSize, this.structuresEnd), MiB);
+        this.devSetSize(at + lengthBytes);
+        this.devWrite(at, bat.bytes);
+        this.structuresEnd = at + lengthBytes;
+        this.released.push([region.fileOffsetBytes, region.fileOffsetBytes + region.lengthBytes]);
+        region = { ...region, fileOffsetBytes: at, lengthBytes };
+        const table = buildRegionTable(this.regionTable.all.map((r) => (r.guid === region.guid ? region : r)));
+        for (const copyAt of REGION_TABLE_OFFSETS_BYTES) {
+          for (let k = 0; k < REGION_TABLE_BYTES / S; k++) batUpdates.push({ kind: 'data', fileOffsetBytes: copyAt + k * S, image: table.slice(k * S, (k + 1) * S) });
+        }
+      } else {
+        const sectors = Math.max(this.bat.bytes.length, bat.bytes.length) / S;
+        for (let k = 0; k < sectors; k++) {
+          const before = this.bat.bytes.subarray(k * S, (k + 1) * S);
+          const after = k * S < bat.bytes.length ? bat.bytes.subarray(k * S, (k + 1) * S) : ZERO_BUFFER.subarray(0, S);
+          if (Buffer.compare(before, after) === 0 && before.length === S) continue;
+          const fileOffsetBytes = region.fileOffsetBytes + k * S;
+          batUpdates.push(isAllZero(after) ? { kind: 'zero', fileOffsetBytes, lengthBytes: S } : { kind: 'data', fileOffsetBytes, image: after.slice() });
+        }
+      }
+      const itemAt = this.meta.virtualSizeItemOffsetBytes;
+      const sectorAt = Math.floor(itemAt / S) * S;
+      const image = this.dev.read(sectorAt, S);
+      VIRTUAL_DISK_SIZE.encodeInto({ VirtualDiskSize: BigInt(virtualSizeBytes) }, image, itemAt - sectorAt);
+      const sizeUpdate: LogUpdate = { kind: 'data', fileOffsetBytes: sectorAt, image };
+      this.syncFlush(); // zeroed padding, new blocks and a moved BAT durable before anything points at them
+      this.logInEntries(grow ? [...batUpdates, sizeUpdate] : [sizeUpdate, ...batUpdates]);
+      this.syncFlush();
+      this.bat = bat;
+      this.geo = g;
+      this.meta = { ...this.meta, virtualSizeBytes };
+      this.regionTable = { ...this.regionTable, bat: region, all: this.regionTable.all.map((r) => (r.guid === region.guid ? region : r)) };
+    });
   }
 
   /** Durability barrier: every earlier write and trim survives any crash once this returns. */

@@ -33,6 +33,8 @@ export interface DiskMetadata {
   readonly leaveBlockAllocated: boolean;
   readonly hasParent: boolean;
   readonly virtualSizeBytes: number;
+  /** Where the Virtual Disk Size item's 8 bytes are in the file (a resize rewrites them through the log). */
+  readonly virtualSizeItemOffsetBytes: number;
   readonly logicalSectorSizeBytes: number;
   readonly physicalSectorSizeBytes: number;
   readonly virtualDiskId: string;
@@ -65,6 +67,7 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
   if (h.Signature !== SIGNATURE.metadataTable) throw new VhdxFormatError('MD-2', `metadata table signature is ${JSON.stringify(h.Signature)}, expected "metadata"`, base);
   if (h.EntryCount > METADATA_TABLE_MAX_ENTRIES) throw new VhdxFormatError('MD-4', `metadata table EntryCount ${h.EntryCount} > ${METADATA_TABLE_MAX_ENTRIES}`, base);
   const items = new Map<string, Uint8Array>();
+  const itemOffsets = new Map<string, number>();
   const virtualDiskUserItems: MetadataItemCopy[] = [];
   for (let i = 0; i < h.EntryCount; i++) {
     const at = METADATA_TABLE_HEADER.sizeBytes + i * METADATA_TABLE_ENTRY.sizeBytes;
@@ -93,6 +96,7 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
     const bytes = new Uint8Array(e.Length);
     if (e.Length > 0) readIntoFrom(device, base + e.Offset, bytes);
     items.set(e.ItemId, bytes);
+    itemOffsets.set(e.ItemId, base + e.Offset);
   }
   const need = (guid: string, key: string): Uint8Array => {
     const b = items.get(guid);
@@ -124,6 +128,7 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
     leaveBlockAllocated: (fp.Flags & FileParametersFlag.LeaveBlockAllocated) !== 0,
     hasParent,
     virtualSizeBytes,
+    virtualSizeItemOffsetBytes: itemOffsets.get(METADATA_ITEM.virtualDiskSize)!,
     logicalSectorSizeBytes: lss,
     physicalSectorSizeBytes: pss,
     virtualDiskId: vdid,

@@ -104,12 +104,12 @@ export function parseRegionTable(section: Uint8Array): RegionTable {
 }
 
 /** Builds one 64 KiB region table (both copies are identical) with Required = 1 entries. */
-export function buildRegionTable(regions: readonly { guid: string; fileOffsetBytes: number; lengthBytes: number }[]): Uint8Array {
+export function buildRegionTable(regions: readonly { guid: string; fileOffsetBytes: number; lengthBytes: number; required?: number }[]): Uint8Array {
   const out = new Uint8Array(REGION_TABLE_SIZE_BYTES);
   REGION_TABLE_HEADER.encodeInto({ Signature: SIGNATURE.regionTable, Checksum: 0, EntryCount: regions.length, Reserved: 0 }, out, 0);
   regions.forEach((r, i) => {
     REGION_TABLE_ENTRY.encodeInto(
-      { Guid: r.guid, FileOffset: BigInt(r.fileOffsetBytes), Length: r.lengthBytes, Required: 1 },
+      { Guid: r.guid, FileOffset: BigInt(r.fileOffsetBytes), Length: r.lengthBytes, Required: r.required ?? 1 },
       out,
       REGION_TABLE_HEADER.sizeBytes + i * REGION_TABLE_ENTRY.sizeBytes,
     );

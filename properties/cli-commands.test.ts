@@ -261,6 +261,22 @@ describeWithTools(['qemu-img'], 'convert and qemu-img', () => {
   });
 });
 
+describeWithTools(['qemu-img', 'qemu-io'], 'resize and qemu', () => {
+  test('qemu reads a disk we grew past its BAT region (BAT moved through the log) and then wrote: the size, the old data, the new data and zeros', () => {
+    ok(['create', 'rz.vhdx', '--size', '8M', '--block-size', '1M']);
+    ok(['write', 'rz.vhdx', '--at', '7M', '--from', '-'], Buffer.from('h'));
+    ok(['resize', 'rz.vhdx', '--size', '200G']); // 204,800 entries: more than a 1 MiB BAT region holds
+    ok(['write', 'rz.vhdx', '--at', '150G', '--from', '-'], Buffer.from('x'));
+    const info = spawnSync('qemu-img', ['info', '--output=json', at('rz.vhdx')], { encoding: 'utf8' });
+    expect(JSON.parse(info.stdout)['virtual-size']).toBe(200 * 1024 ** 3);
+    const io = spawnSync('qemu-io', ['-r', '-f', 'vhdx', '-c', 'read -P 0x68 7M 1', '-c', 'read -P 0x78 150G 1', '-c', 'read -P 0 8M 64k', '-c', 'read -P 0 199G 64k', at('rz.vhdx')], { encoding: 'utf8' });
+    expect(io.status).toBe(0);
+    expect(io.stdout).not.toMatch(/Pattern verification failed/);
+    expect(io.stdout.match(/^read \d+\/\d+ bytes/gm)).toHaveLength(4);
+    expect(spawnSync('qemu-img', ['check', '-f', 'vhdx', at('rz.vhdx')], { encoding: 'utf8' }).status).toBe(0);
+  });
+});
+
 describeWithTools(['qemu-img', 'qemu-io'], 'writer and replay', () => {
   test('writer: qemu shows exactly its known findings (exit 0, three reports); a converter that writes raw bytes is a new finding (exit 1) that replay reproduces', () => {
     const reports = at('writer-reports');
@@ -332,6 +348,19 @@ describe('bad arguments and unusable files: one line, non-zero status', () => {
     const before = sha256File(at('small.vhdx'));
     fails(['write', 'small.vhdx', '--at', '1M', '--from', '-'], 2, Buffer.alloc(512));
     expect(sha256File(at('small.vhdx'))).toBe(before);
+  });
+
+  test('resize grows and shrinks: what was written stays, what was added reads as zeros, and the disk inspects clean', () => {
+    ok(['create', 'grow.vhdx', '--size', '8M', '--block-size', '1M']);
+    ok(['write', 'grow.vhdx', '--at', '7M', '--from', '-'], Buffer.alloc(4096, 5));
+    expect(ok(['resize', 'grow.vhdx', '--size', '300G']).toString()).toBe('grow.vhdx: virtual size 8 MiB -> 300 GiB (322122547200 bytes)\n');
+    expect([...ok(['read', 'grow.vhdx', '--at', '7M', '--length', '4096'])].every((b) => b === 5)).toBe(true);
+    expect([...ok(['read', 'grow.vhdx', '--at', '8M', '--length', '1M'])].every((b) => b === 0)).toBe(true);
+    expect(cli(['check', 'grow.vhdx']).status).toBe(0);
+    ok(['resize', 'grow.vhdx', '--size', '7M']);
+    ok(['resize', 'grow.vhdx', '--size', '9M']);
+    expect([...ok(['read', 'grow.vhdx', '--at', '7M', '--length', '2M'])].every((b) => b === 0)).toBe(true); // dropped by the shrink
+    expect(fails(['resize', 'grow.vhdx', '--size', '1000'], 2)).toMatch(/^vhdx-conform: invalid --size: .*multiple of the logical sector size/);
   });
 
   test('create --parent makes a child that reads through its parent; a child whose parent is gone fails in one line naming the paths tried (exit 1)', () => {

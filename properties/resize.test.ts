@@ -1,0 +1,144 @@
+/**
+ * Resize (grow and shrink) of dynamic and fixed disks, crash states included. Each case:
+ * 1. create a disk, write a few patterns, close;
+ * 2. a recorded session opens it, resizes it and closes it;
+ * 3. every crash state of that session's device events is reopened read-write.
+ *
+ * The crash states are every cut point, in flight writes applied in order, plus sampled subsets
+ * with torn writes. Each must:
+ * - have the old size or the new one (a resize is one logged change of the Virtual Disk Size
+ *   item, §2.6.2.2);
+ * - read exactly what the disk held, cut or extended with zeros to that size;
+ * - inspect with no error finding.
+ *
+ * The final image must also read the same through the spec model's oracle. Sizes that outgrow
+ * the BAT region move the BAT to the end of the file through the log.
+ */
+import fc from 'fast-check';
+import { MemoryDevice, RecordingDevice, VhdxDisk } from '../impl';
+import { CowDevice, CowImage, CrashLog, inFlightIndices } from '../harness/crash';
+import { inspect } from '../spec-model/inspect';
+import { openOracle } from '../spec-model/read';
+import { checkProperty } from './support/check-property';
+import { patternBytes } from '../harness/patterns';
+
+const MiB = 1 << 20;
+const GiB = 1024 * MiB;
+
+const caseArb = fc
+  .record({
+    fixed: fc.boolean(),
+    lss: fc.constantFrom(512, 4096),
+    blockMiB: fc.constantFrom(1, 2),
+    oldBlocks: fc.integer({ min: 1, max: 6 }),
+    oldTailSectors: fc.nat(3),
+    // grow a little, shrink, or (dynamic only) grow past what a 1 MiB BAT region holds
+    target: fc.oneof(
+      { weight: 3, arbitrary: fc.record({ kind: fc.constant('blocks' as const), blocks: fc.integer({ min: 1, max: 9 }), tailSectors: fc.nat(3) }) },
+      // anywhere inside a block: a shrink that cuts a written block, whose regrow must not bring the cut part back
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant('inBlock' as const), blocks: fc.integer({ min: 1, max: 6 }), tailSectors: fc.nat(2047) }) },
+      { weight: 1, arbitrary: fc.constant({ kind: 'huge' as const, blocks: 0, tailSectors: 0 }) },
+    ),
+    writes: fc.array(fc.record({ block: fc.nat(8), sector: fc.nat(4000), sectors: fc.integer({ min: 1, max: 16 }), seed: fc.nat() }), { maxLength: 4 }),
+    // then back to the old size: a shrink and regrow must not bring back what the shrink dropped
+    thenBack: fc.boolean(),
+    samples: fc.array(fc.record({ cut: fc.nat(), keepSeed: fc.nat() }), { maxLength: 6 }),
+  })
+  .filter((c) => !(c.fixed && c.target.kind === 'huge'));
+
+test('RESIZE: every crash state of a resize has the old or the new size and exactly the content it promises; the result reads the same through the oracle', () => {
+  checkProperty(
+    'RESIZE-crash',
+    caseArb,
+    (c) => {
+      const bs = c.blockMiB * MiB;
+      const sizeOf = (blocks: number, tail: number) => Math.max(c.lss, blocks * bs - tail * c.lss);
+      const oldSize = sizeOf(c.oldBlocks, c.oldTailSectors);
+      const newSize = c.target.kind === 'huge' ? 200 * GiB : sizeOf(c.target.blocks, c.target.tailSectors % (bs / c.lss));
+
+      // 1. the disk before
+      const start = CowImage.fromBytes(new Uint8Array(0), 'resize.vhdx');
+      const created = VhdxDisk.create(new CowDevice(start), { virtualSizeBytes: oldSize, blockSizeBytes: bs, logicalSectorSizeBytes: c.lss, type: c.fixed ? 'fixed' : 'dynamic' });
+      const content = new Map<number, Uint8Array>(); // sector index -> bytes (absent: zeros)
+      for (const w of c.writes) {
+        const first = Math.min(Math.floor((w.block * bs) / c.lss) + w.sector, oldSize / c.lss - 1);
+        const count = Math.min(w.sectors, oldSize / c.lss - first);
+        const bytes = patternBytes(w.seed, first * c.lss, count * c.lss);
+        created.write(first * c.lss, bytes);
+        for (let k = 0; k < count; k++) content.set(first + k, bytes.subarray(k * c.lss, (k + 1) * c.lss));
+      }
+      created.close();
+      const before = start.fork();
+
+      // 2. the recorded session
+      const rec = new RecordingDevice(new CowDevice(start));
+      const disk = VhdxDisk.open(rec, { mode: 'rw' });
+      disk.resize(newSize);
+      expect(disk.virtualSizeBytes).toBe(newSize);
+      if (c.thenBack) disk.resize(oldSize);
+      disk.close();
+      const finalSize = c.thenBack ? oldSize : newSize;
+      // sectors the session may have dropped: past the new size when it shrinks (and comes back)
+      const dropped = (sector: number) => c.thenBack && (sector + 1) * c.lss > newSize;
+
+      /** The disk as it must read at `size`: what it held below min(size, oldSize), zeros above. */
+      const expectContent = (read: (offset: number, length: number) => Uint8Array, size: number, where: string, mustBeDropped = false) => {
+        for (const [sector, bytes] of content) {
+          if ((sector + 1) * c.lss > size) continue;
+          const got = Buffer.from(read(sector * c.lss, c.lss));
+          const ok = (!mustBeDropped && got.equals(Buffer.from(bytes))) || (dropped(sector) && got.every((b) => b === 0));
+          expect({ where, sector, ok }).toEqual({ where, sector, ok: true });
+        }
+        const low = Math.min(oldSize, newSize);
+        if (size > low) {
+          // the sectors a grow added: the old last block's padding, and one sector of each new block
+          const probes = [low, ...Array.from({ length: 4 }, (_, k) => Math.floor(low / bs + k + 1) * bs)].filter((o) => o + c.lss <= size && !content.has(o / c.lss));
+          for (const o of probes) expect({ where, offset: o, zero: read(o, c.lss).every((b) => b === 0) }).toEqual({ where, offset: o, zero: true });
+        }
+      };
+      const reopen = (image: CowImage, where: string) => {
+        const errors = inspect(image).findings.filter((f) => f.severity === 'error').map((f) => `${f.rule}: ${f.message}`);
+        expect({ where, errors }).toEqual({ where, errors: [] });
+        const d = VhdxDisk.open(image.device(), { mode: 'rw' });
+        try {
+          expect({ where, size: [oldSize, newSize].includes(d.virtualSizeBytes) }).toEqual({ where, size: true });
+          expectContent((o, n) => d.read(o, n), d.virtualSizeBytes, where);
+        } finally {
+          d.close();
+        }
+      };
+
+      // 3. every crash state
+      const events = rec.events.slice();
+      const log = new CrashLog(before, events);
+      for (let cut = 0; cut <= events.length; cut++) reopen(log.prefixState(cut).image, `prefix state at device event ${cut}`);
+      for (const s of c.samples) {
+        const cut = s.cut % (events.length + 1);
+        const inFlight = inFlightIndices(events, cut);
+        const keep = inFlight.filter((_i, k) => ((s.keepSeed >>> k % 30) & 1) === 1);
+        const tear = keep.filter((i) => events[i].type === 'write' && ((s.keepSeed >>> 7) & 1) === 1).slice(0, 1).map((index) => ({ index, units: 1 }));
+        reopen(log.sampleCrashState(cut, { cutAfterDeviceEvent: cut, keep, tear }).image, `crash state at ${cut} keeping ${keep.join(',')}`);
+      }
+
+      // the final image through the oracle
+      const final = log.prefixState(events.length).image;
+      const o = openOracle(final);
+      expect(o.virtualSizeBytes).toBe(finalSize);
+      expectContent((off, n) => o.read(off, n), finalSize, 'oracle, final image', c.thenBack && newSize < oldSize);
+    },
+    25,
+  );
+});
+
+test('resize refuses what it cannot do, before writing anything', () => {
+  const dev = new MemoryDevice();
+  const d = VhdxDisk.create(dev, { virtualSizeBytes: 4 * MiB, blockSizeBytes: MiB });
+  expect(() => d.resize(4 * MiB + 1)).toThrow(/multiple of the logical sector size/);
+  expect(() => d.resize(0)).toThrow(/multiple of the logical sector size/);
+  expect(() => d.resize(65 * 1024 * GiB)).toThrow(/64 TiB/);
+  d.resize(4 * MiB); // the same size: nothing to do
+  d.close();
+  const ro = VhdxDisk.open(MemoryDevice.fromBytes(dev.snapshot()), { mode: 'ro' });
+  expect(() => ro.resize(8 * MiB)).toThrow(/read-only/);
+  ro.close();
+});
