@@ -41,6 +41,7 @@ import {
   formatOffset,
   isPowerOfTwo,
   isZeroGuid,
+  isGuidText,
   parseGuid,
   verifyChecksum,
 } from './format';
@@ -182,6 +183,15 @@ function readMetadata(source: ByteSource, r: Located): Metadata {
   return md;
 }
 
+/** The DataWriteGuids a child accepts in its parent (PL-14): parent_linkage, parent_linkage2; the zero GUID never matches. */
+export function acceptedLinkages(locator: ReadonlyMap<string, string>): string[] {
+  return [PARENT_LOCATOR_KEYS.parentLinkage, PARENT_LOCATOR_KEYS.parentLinkage2]
+    .map((k) => locator.get(k))
+    .filter((v): v is string => v !== undefined && isGuidText(v))
+    .map(parseGuid)
+    .filter((g) => !isZeroGuid(g));
+}
+
 /** Candidate paths for a parent, in the spec's order (§2.6.2.6.3): relative_path, volume_path, absolute_win32_path. */
 export function parentCandidates(locator: Map<string, string>, imagePath: string | undefined): string[] {
   const out: string[] = [];
@@ -233,11 +243,7 @@ export function openOracle(source: ByteSource, options: OracleOptions = {}, dept
       break;
     }
     if (!parent) throw new VhdxParentNotFoundError(`parent not found; tried: ${tried.map((t) => JSON.stringify(t)).join(', ') || '(the locator has no path)'}`, tried);
-    const linkages = [PARENT_LOCATOR_KEYS.parentLinkage, PARENT_LOCATOR_KEYS.parentLinkage2]
-      .map((k) => md.locator!.get(k))
-      .filter((v): v is string => v !== undefined)
-      .map((v) => { try { return parseGuid(v); } catch { return undefined; } })
-      .filter((v): v is string => v !== undefined && !isZeroGuid(v));
+    const linkages = acceptedLinkages(md.locator!);
     if (!linkages.includes(parent.currentHeader.DataWriteGuid)) {
       fail('PL-14', `parent ${parentPath} has DataWriteGuid ${parent.currentHeader.DataWriteGuid}, which matches neither parent_linkage nor parent_linkage2`);
     }

@@ -1,7 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { PARENT_LOCATOR_KEYS, ZERO_GUID, isGuidText, parseGuid } from '../format';
-import { parentCandidates } from '../read';
+import { acceptedLinkages, parentCandidates } from '../read';
 import { FileSource } from '../source';
 import { inspect } from './index';
 
@@ -52,11 +51,7 @@ export function inspectChain(imagePath: string, maxDepth = 16): ChainReport {
     const child = layers[layers.length - 1];
     const linkedBy = childLocator;
     if (child && linkedBy) {
-      const linkages = [PARENT_LOCATOR_KEYS.parentLinkage, PARENT_LOCATOR_KEYS.parentLinkage2]
-        .map((k) => linkedBy.get(k))
-        .filter((v): v is string => v !== undefined && isGuidText(v))
-        .map(parseGuid)
-        .filter((g) => g !== ZERO_GUID);
+      const linkages = acceptedLinkages(linkedBy);
       let problem: ChainProblem | undefined;
       if (!layer.dataWriteGuid || !linkages.includes(layer.dataWriteGuid)) {
         problem = { rule: 'PL-14', message: `${at} has DataWriteGuid ${layer.dataWriteGuid ?? '(no valid header)'}, which matches neither parent_linkage nor parent_linkage2 of ${child.path}` };
