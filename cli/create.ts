@@ -219,3 +219,16 @@ export function runResize(image: string, sizeText: string): void {
   withFile(image, () => disk.close());
   console.log(`${image}: virtual size ${formatBytes(before)} -> ${formatBytes(size)} (${size} bytes)`);
 }
+
+export function registerMerge(program: Command): void {
+  const cmd = program
+    .command('merge')
+    .description('fold a differencing disk into its parent, crash-safely (the parent then reads what the child read; the child is left as it was and can be deleted)')
+    .argument('<child>', 'the differencing VHDX to merge');
+  strictArguments(cmd).action((child: string) => runMerge(child));
+}
+
+export function runMerge(child: string): void {
+  const r = withImage(child, () => VhdxDisk.mergeFile(child));
+  console.log(`${child}: merged into ${r.parentPath} (${formatBytes(r.copiedBytes)} written); ${child} is no longer needed`);
+}

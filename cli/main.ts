@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import * as fs from 'fs';
 import { describeError } from './errors';
 import { VERSION } from './version';
-import { registerCreate, registerResize } from './create';
+import { registerCreate, registerMerge, registerResize } from './create';
 import { registerConvert } from './convert';
 import { registerReadWrite } from './rw';
 import { registerCorpus } from './corpus';
@@ -78,6 +78,7 @@ program
 
 registerCreate(program);
 registerResize(program);
+registerMerge(program);
 registerConvert(program);
 registerReadWrite(program);
 registerCorpus(program);

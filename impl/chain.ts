@@ -34,13 +34,16 @@ export function acceptedLinkages(locator: ReadonlyMap<string, string>): string[]
 
 /**
  * The locator a new child gets (§2.6.2.6.3): parent_linkage = the parent's DataWriteGuid (PL-13),
- * and relative_path in Windows form (`.\` or `..\` components, `\` separators, PL-18).
+ * parent_linkage2 = the zero GUID (as Hyper-V writes it: the slot a merge fills in first, PL-21,
+ * without the item changing length), and relative_path in Windows form (`.\` or `..\`
+ * components, `\` separators, PL-18).
  * absolute_win32_path and volume_path need a drive letter or a volume GUID, which a POSIX path
  * does not have, so they are written only when given.
  */
 export function childLocator(p: { parentDataWriteGuid: string; relativePath: string; absoluteWin32Path?: string; volumePath?: string }): Uint8Array {
   const pairs: ParentLocatorPair[] = [
     { key: PARENT_LOCATOR_KEYS.parentLinkage, value: bracedGuid(p.parentDataWriteGuid) },
+    { key: PARENT_LOCATOR_KEYS.parentLinkage2, value: bracedGuid(ZERO_GUID) },
     { key: PARENT_LOCATOR_KEYS.relativePath, value: p.relativePath },
   ];
   if (p.volumePath !== undefined) pairs.push({ key: PARENT_LOCATOR_KEYS.volumePath, value: p.volumePath });

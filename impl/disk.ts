@@ -22,8 +22,12 @@ import {
   VhdxUsageError,
   VhdxParentNotFoundError,
   ZERO_GUID,
+  PARENT_LOCATOR_KEYS,
   alignUp,
   bracedGuid,
+  encodeUtf16le,
+  isGuidText,
+  parseGuid,
   computeGeometry,
   decodeCreator,
   formatOffset,
@@ -137,6 +141,23 @@ export interface OpenOptions {
 
 export type VhdxCreateOptions = CreateParams;
 
+export interface MergeOptions {
+  /** Where the child is, to find its parent (mergeFile sets it). */
+  readonly imagePath?: string;
+  /** Opens a parent candidate read-only (see OpenOptions). */
+  readonly openParent?: (candidatePath: string) => BlockDevice | undefined;
+  /** Opens the child's parent for writing; default: the file at that path. */
+  readonly openParentForWrite?: (parentPath: string) => BlockDevice;
+  readonly guidSource?: GuidSource;
+}
+
+export interface MergeResult {
+  /** Where the parent that received the child's sectors is. */
+  readonly parentPath: string;
+  /** Bytes written into the parent (the child's own sectors, and zeros for its ZERO, UNMAPPED and UNDEFINED blocks). */
+  readonly copiedBytes: number;
+}
+
 export interface DifferencingOptions {
   /** Power of two, 1 MiB .. 256 MiB (default: the parent's block size). */
   readonly blockSizeBytes?: number;
@@ -229,6 +250,8 @@ export class VhdxDisk {
   private parentFoundAt: string | undefined;
   /** Whether close() closes the parent too (false when the caller handed it in). */
   private ownsParent = true;
+  /** The DataWriteGuid this session's first guest-visible change sets (a merge publishes it in the child first, PL-21). */
+  private plannedDataWriteGuid: string | undefined;
 
   private closed = false;
   private failure: VhdxError | undefined;
@@ -353,6 +376,147 @@ export class VhdxDisk {
       parent.close();
       throw e;
     }
+  }
+
+  /**
+   * Folds a differencing child into its parent (notes §5.10), so that the parent reads what the
+   * child read. The child's content never changes on the way, so a crash at any point leaves a
+   * child that still reads the same through its parent, and running the merge again finishes
+   * it.
+   *
+   * 1. MD-16: the parent's IsVirtualDisk items give way to the child's. A child made by a
+   *    conforming writer copied them from this parent, so they are equal. A child whose items
+   *    differ is refused, not half merged.
+   * 2. PL-21: the DataWriteGuid the parent will take is written into the child's
+   *    parent_linkage2 first, through the child's log. From then on the child accepts its parent
+   *    before and after the parent changes.
+   * 3. The child's own sectors (FULLY_PRESENT blocks, the set bits of PARTIALLY_PRESENT ones)
+   *    are written into the parent, which takes the planned DataWriteGuid on its first write.
+   *    So do zeros for the child's ZERO, UNMAPPED and UNDEFINED blocks, which read as zeros in
+   *    the child. Each write is crash-safe as any write is, and the parent is closed (durable).
+   *
+   * The child is left in place, still readable, and can be deleted. A grandchild (a child of the
+   * child) is not re-pointed at the parent.
+   */
+  static merge(openChild: (mode: 'rw' | 'ro') => BlockDevice, options: MergeOptions = {}): MergeResult {
+    const chain = { imagePath: options.imagePath, openParent: options.openParent, guidSource: options.guidSource };
+    const writable = VhdxDisk.open(openChild('rw'), { mode: 'rw', ...chain });
+    let parentPath: string;
+    let next: string;
+    try {
+      if (!writable.differencing) throw new VhdxUsageError('child', 'merge needs a differencing disk');
+      parentPath = writable.parentFoundAt!;
+      writable.requireSameVirtualDiskItems(writable.parentDisk!);
+      // A merge that crashed earlier left its planned GUID in parent_linkage2 (and maybe already in
+      // the parent): keep it, or the child would no longer accept its parent.
+      const planned = writable.meta.parentLocator!.get(PARENT_LOCATOR_KEYS.parentLinkage2);
+      const plannedGuid = planned !== undefined && isGuidText(planned) ? parseGuid(planned) : ZERO_GUID;
+      next = plannedGuid !== ZERO_GUID ? plannedGuid : writable.newGuid();
+      if (plannedGuid === ZERO_GUID) writable.setParentLinkage2(next);
+      writable.close();
+    } catch (e) {
+      writable.closeQuietly();
+      throw e;
+    }
+    // The child again, read-only (its parent still unchanged), then the parent for writing.
+    const child = VhdxDisk.open(openChild('ro'), { mode: 'ro', ...chain });
+    let parent: VhdxDisk | undefined;
+    try {
+      const device = (options.openParentForWrite ?? ((p: string) => FileDevice.open(p, { mode: 'rw' })))(parentPath);
+      parent = VhdxDisk.open(device, { mode: 'rw', imagePath: parentPath, openParent: options.openParent, guidSource: options.guidSource });
+      parent.plannedDataWriteGuid = next;
+      const copiedBytes = child.copyOwnSectorsInto(parent);
+      parent.close();
+      child.close();
+      return { parentPath, copiedBytes };
+    } catch (e) {
+      parent?.closeQuietly();
+      child.closeQuietly();
+      throw e;
+    }
+  }
+
+  /** merge() of the child file `childPath` into the parent file its locator names. */
+  static mergeFile(childPath: string, options: Omit<MergeOptions, 'imagePath' | 'openParentForWrite'> = {}): MergeResult {
+    return VhdxDisk.merge((mode) => FileDevice.open(childPath, { mode }), { ...options, imagePath: childPath });
+  }
+
+  private closeQuietly(): void {
+    try {
+      this.close();
+    } catch {
+      /* the first error is the one to report */
+    }
+  }
+
+  /** MD-16 (see merge). */
+  private requireSameVirtualDiskItems(parent: VhdxDisk): void {
+    const a = this.meta;
+    const b = parent.meta;
+    const key = (m: DiskMetadata) =>
+      JSON.stringify([m.virtualSizeBytes, m.virtualDiskId, m.logicalSectorSizeBytes, m.physicalSectorSizeBytes, m.virtualDiskUserItems.map((u) => [u.itemId, u.flags, Buffer.from(u.bytes).toString('hex')])]);
+    if (key(a) !== key(b)) {
+      throw new VhdxUnsupportedError('merge-metadata', "the child's IsVirtualDisk metadata items differ from its parent's; merging would have to rewrite the parent's metadata table, which this implementation does not do");
+    }
+  }
+
+  /** PL-21: parent_linkage2 := `guid`, in place and through the log (the value keeps its length). */
+  private setParentLinkage2(guid: string): void {
+    const at = this.meta.parentLocatorValueOffsets?.get(PARENT_LOCATOR_KEYS.parentLinkage2);
+    const value = encodeUtf16le(bracedGuid(guid));
+    if (!at || at.lengthBytes !== value.length) {
+      throw new VhdxUnsupportedError('merge-locator', "the child's parent locator has no parent_linkage2 of a braced GUID's length to fill in; rewriting the locator item is not supported");
+    }
+    this.guarded(() => {
+      this.ensureSession(false);
+      this.commitPending();
+      const first = Math.floor(at.offsetBytes / S) * S;
+      const span = alignUp(at.offsetBytes + at.lengthBytes, S) - first;
+      const bytes = this.dev.read(first, span);
+      bytes.set(value, at.offsetBytes - first);
+      this.logInEntries(Array.from({ length: span / S }, (_, k): LogUpdate => ({ kind: 'data', fileOffsetBytes: first + k * S, image: bytes.slice(k * S, (k + 1) * S) })));
+      this.syncFlush();
+    });
+    const locator = new Map(this.meta.parentLocator!);
+    locator.set(PARENT_LOCATOR_KEYS.parentLinkage2, bracedGuid(guid));
+    this.meta = { ...this.meta, parentLocator: locator };
+  }
+
+  /** Writes this child's own sectors (and the zeros its zero-reading blocks stand for) into `parent`; returns the bytes written. */
+  private copyOwnSectorsInto(parent: VhdxDisk): number {
+    const bs = this.blockSize;
+    const lss = this.sectorSize;
+    const vs = this.geo.virtualDiskSizeBytes;
+    const piece = 4 * MiB;
+    let copied = 0;
+    const copyFromFile = (fileOffsetBytes: number, virtualOffsetBytes: number, lengthBytes: number) => {
+      for (let done = 0; done < lengthBytes; done += piece) {
+        const n = Math.min(piece, lengthBytes - done);
+        const buf = new Uint8Array(n);
+        this.dev.readInto!(fileOffsetBytes + done, buf);
+        parent.write(virtualOffsetBytes + done, buf);
+      }
+      copied += lengthBytes;
+    };
+    for (let b = 0; b < this.geo.payloadBlockCount; b++) {
+      const index = this.bat.payloadIndex(b);
+      const st = this.bat.state(index);
+      const start = b * bs;
+      const n = Math.min(bs, vs - start);
+      if (st === ST.PAYLOAD_BLOCK_NOT_PRESENT) continue;
+      this.refuseUnreadableState(b, index, st);
+      if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT) copyFromFile(this.bat.offsetBytes(index), start, n);
+      else if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+        const base = this.bat.offsetBytes(index);
+        this.bitmaps!.runs(b, 0, n / lss, (from, count, inThisFile) => {
+          if (inThisFile) copyFromFile(base + from * lss, start + from * lss, count * lss);
+        });
+      } else {
+        for (let done = 0; done < n; done += ZERO_BUFFER.length) parent.write(start + done, ZERO_BUFFER.subarray(0, Math.min(ZERO_BUFFER.length, n - done)));
+        copied += n;
+      }
+    }
+    return copied;
   }
 
   /** Opens an image file; 'ro' opens the file read-only. */
@@ -791,12 +955,12 @@ export class VhdxDisk {
   private ensureSession(guestVisible: boolean): void {
     if (!this.sessionStarted) {
       const change: { fileWriteGuid: string; dataWriteGuid?: string } = { fileWriteGuid: this.newGuid() };
-      if (guestVisible) change.dataWriteGuid = this.newGuid();
+      if (guestVisible) change.dataWriteGuid = this.plannedDataWriteGuid ?? this.newGuid();
       this.updateHeaders(change);
       this.sessionStarted = true;
       if (guestVisible) this.dataGuidRenewed = true;
     } else if (guestVisible && !this.dataGuidRenewed) {
-      this.updateHeaders({ dataWriteGuid: this.newGuid() });
+      this.updateHeaders({ dataWriteGuid: this.plannedDataWriteGuid ?? this.newGuid() });
       this.dataGuidRenewed = true;
     }
   }

@@ -40,6 +40,8 @@ export interface DiskMetadata {
   readonly virtualDiskId: string;
   /** The parent locator's key/value pairs (§2.6.2.6.3), when HasParent is set. */
   readonly parentLocator?: ReadonlyMap<string, string>;
+  /** Where each locator value's UTF-16 bytes are in the file (a merge rewrites parent_linkage2 in place). */
+  readonly parentLocatorValueOffsets?: ReadonlyMap<string, { readonly offsetBytes: number; readonly lengthBytes: number }>;
   /** User items flagged IsVirtualDisk: a child copies them (§2.6.1.2, MD-15). */
   readonly virtualDiskUserItems: readonly MetadataItemCopy[];
   readonly warnings: readonly string[];
@@ -122,7 +124,7 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
   if (!hasParent && items.has(METADATA_ITEM.parentLocator)) warnings.push('FP-5: a parent locator item is present although HasParent is clear');
   const locatorItem = items.get(METADATA_ITEM.parentLocator);
   if (hasParent && !locatorItem) throw new VhdxFormatError('FP-4', 'HasParent is set but there is no parent locator item: the parent cannot be found', base);
-  const parentLocator = hasParent ? readParentLocator(locatorItem!, base) : undefined;
+  const locator = hasParent ? readParentLocator(locatorItem!, base, itemOffsets.get(METADATA_ITEM.parentLocator)!) : undefined;
   return {
     blockSizeBytes: fp.BlockSize,
     leaveBlockAllocated: (fp.Flags & FileParametersFlag.LeaveBlockAllocated) !== 0,
@@ -132,20 +134,22 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
     logicalSectorSizeBytes: lss,
     physicalSectorSizeBytes: pss,
     virtualDiskId: vdid,
-    parentLocator,
+    parentLocator: locator?.pairs,
+    parentLocatorValueOffsets: locator?.valueAt,
     virtualDiskUserItems,
     warnings,
   };
 }
 
 /** §2.6.2.6: the VHDX locator type, its strings inside the item, keys unique (PL-2, PL-5, PL-7). */
-function readParentLocator(item: Uint8Array, regionOffsetBytes: number): Map<string, string> {
+function readParentLocator(item: Uint8Array, regionOffsetBytes: number, itemOffsetBytes: number): { pairs: Map<string, string>; valueAt: Map<string, { offsetBytes: number; lengthBytes: number }> } {
   const decoded = decodeParentLocatorTable(item);
   if (!decoded || decoded.header.LocatorType !== VHDX_PARENT_LOCATOR_TYPE) {
     throw new VhdxFormatError('PL-2', `the parent locator type is ${decoded?.header.LocatorType ?? '(item too short)'}, not the VHDX locator type ${VHDX_PARENT_LOCATOR_TYPE}`, regionOffsetBytes);
   }
   if (decoded.entryTableTruncated) throw new VhdxFormatError('PL-5', `the parent locator's KeyValueCount ${decoded.header.KeyValueCount} promises more entries than its item holds`, regionOffsetBytes);
   const pairs = new Map<string, string>();
+  const valueAt = new Map<string, { offsetBytes: number; lengthBytes: number }>();
   for (const e of decoded.entries) {
     if (e.KeyLength === 0 || e.ValueLength === 0 || e.KeyOffset + e.KeyLength > item.length || e.ValueOffset + e.ValueLength > item.length) {
       throw new VhdxFormatError('PL-5', 'a parent locator key or value is empty or lies outside the item', regionOffsetBytes);
@@ -153,9 +157,10 @@ function readParentLocator(item: Uint8Array, regionOffsetBytes: number): Map<str
     const key = decodeUtf16le(item.subarray(e.KeyOffset, e.KeyOffset + e.KeyLength));
     if (pairs.has(key)) throw new VhdxFormatError('PL-7', `the parent locator has the key ${JSON.stringify(key)} twice`, regionOffsetBytes);
     pairs.set(key, decodeUtf16le(item.subarray(e.ValueOffset, e.ValueOffset + e.ValueLength)));
+    valueAt.set(key, { offsetBytes: itemOffsetBytes + e.ValueOffset, lengthBytes: e.ValueLength });
   }
   if (!pairs.has(PARENT_LOCATOR_KEYS.parentLinkage)) throw new VhdxFormatError('PL-10', 'the parent locator has no parent_linkage', regionOffsetBytes);
-  return pairs;
+  return { pairs, valueAt };
 }
 
 /**

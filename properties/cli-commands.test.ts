@@ -373,6 +373,12 @@ describe('bad arguments and unusable files: one line, non-zero status', () => {
     expect([...read.subarray(0, 512)].every((b) => b === 7) && [...read.subarray(512, 1024)].every((b) => b === 9) && [...read.subarray(1024)].every((b) => b === 7)).toBe(true);
     const info = ok(['info', 'kid.vhdx']).toString();
     expect(info).toMatch(/chain:\n  kid\.vhdx \(differencing\)\n  <- .*base\.vhdx \(dynamic\): linkage ok/);
+    const kidContent = ok(['read', 'kid.vhdx', '--at', '0', '--length', '8M']);
+    fs.copyFileSync(at('base.vhdx'), at('base-before-merge.vhdx'));
+    expect(ok(['merge', 'kid.vhdx']).toString()).toMatch(/^kid\.vhdx: merged into .*base\.vhdx \(512 bytes written\); kid\.vhdx is no longer needed\n$/);
+    expect(ok(['read', 'base.vhdx', '--at', '0', '--length', '8M']).equals(kidContent)).toBe(true);
+    expect(fails(['merge', 'base.vhdx'], 2)).toMatch(/merge needs a differencing disk/);
+    fs.copyFileSync(at('base-before-merge.vhdx'), at('base.vhdx'));
     fs.renameSync(at('base.vhdx'), at('gone.vhdx'));
     const line = fails(['read', 'kid.vhdx', '--at', '0', '--length', '512'], 1);
     expect(line).toBe(`vhdx-conform: kid.vhdx: parent not found; tried ${JSON.stringify(fs.realpathSync(work) + '/base.vhdx')}`);

@@ -1,0 +1,146 @@
+/**
+ * Merge (notes §5.10, MD-16, PL-21): a differencing child folded into its parent. The parent may
+ * itself be a child. The parent must then read exactly what the child read.
+ *
+ * A merge writes two files: first the child's locator, then the parent. A crash can happen at
+ * any device event of either. Every crash state is:
+ * - every cut point of the child's session (with the parent untouched);
+ * - every cut point of the parent's session (with the child's session complete);
+ * - sampled in-flight subsets with torn writes.
+ *
+ * In every crash state:
+ * - the child still opens through its parent and reads exactly what it read before the merge;
+ * - neither file has an error finding;
+ * - running the merge again from that state finishes it.
+ */
+import fc from 'fast-check';
+import * as path from 'path';
+import { MemoryDevice, RecordingDevice, VhdxDisk, type BlockDevice } from '../impl';
+import { CowDevice, CowImage, CrashLog, inFlightIndices } from '../harness/crash';
+import { patternBytes } from '../harness/patterns';
+import { inspect } from '../spec-model/inspect';
+import { checkProperty } from './support/check-property';
+
+const MiB = 1 << 20;
+const DIR = '/m';
+
+const write = fc.record({ sector: fc.nat(12 * 2048), sectors: fc.integer({ min: 1, max: 2048 + 16 }), seed: fc.nat() });
+const caseArb = fc.record({
+  lss: fc.constantFrom(512, 4096),
+  parentFixed: fc.boolean(),
+  grandparent: fc.boolean(),
+  parentBlockMiB: fc.constantFrom(1, 2),
+  childBlockMiB: fc.constantFrom(1, 2),
+  parentWrites: fc.array(write, { maxLength: 3 }),
+  childWrites: fc.array(write, { minLength: 1, maxLength: 4 }),
+  childTrims: fc.array(fc.record({ block: fc.nat(11) }), { maxLength: 2 }),
+  samples: fc.array(fc.record({ cut: fc.nat(), keepSeed: fc.nat() }), { maxLength: 4 }),
+});
+
+test('MERGE: every crash state of a merge leaves the child reading what it read, and a rerun finishes the merge', () => {
+  checkProperty(
+    'MERGE-crash',
+    caseArb,
+    (c) => {
+      const size = 12 * MiB;
+      const images = new Map<string, CowImage>();
+      const openParent = (candidate: string): BlockDevice | undefined => {
+        const image = path.dirname(candidate) === DIR ? images.get(path.basename(candidate)) : undefined;
+        return image ? new CowDevice(image) : undefined;
+      };
+      const put = (disk: VhdxDisk, w: { sector: number; sectors: number; seed: number }) => {
+        const first = Math.min(w.sector, size / c.lss - 1);
+        const count = Math.min(w.sectors, size / c.lss - first);
+        disk.write(first * c.lss, patternBytes(w.seed, first * c.lss, count * c.lss));
+      };
+
+      // the chain: [grandparent <-] parent <- child
+      let parentDisk: VhdxDisk;
+      const parentImage = CowImage.fromBytes(new Uint8Array(0), 'p.vhdx');
+      images.set('p.vhdx', parentImage);
+      if (c.grandparent) {
+        const g = CowImage.fromBytes(new Uint8Array(0), 'g.vhdx');
+        images.set('g.vhdx', g);
+        const gd = VhdxDisk.create(new CowDevice(g), { virtualSizeBytes: size, blockSizeBytes: MiB, logicalSectorSizeBytes: c.lss });
+        put(gd, { sector: 0, sectors: 64, seed: 7 });
+        gd.close();
+        const gro = VhdxDisk.open(new CowDevice(g), { mode: 'ro' });
+        parentDisk = VhdxDisk.createDifferencing(new CowDevice(parentImage), gro, { blockSizeBytes: c.parentBlockMiB * MiB, relativePath: '.\\g.vhdx', imagePath: `${DIR}/p.vhdx` });
+      } else {
+        parentDisk = VhdxDisk.create(new CowDevice(parentImage), { virtualSizeBytes: size, blockSizeBytes: c.parentBlockMiB * MiB, logicalSectorSizeBytes: c.lss, type: c.parentFixed ? 'fixed' : 'dynamic' });
+      }
+      for (const w of c.parentWrites) put(parentDisk, w);
+      parentDisk.close();
+      const childImage = CowImage.fromBytes(new Uint8Array(0), 'c.vhdx');
+      images.set('c.vhdx', childImage);
+      const pro = VhdxDisk.open(new CowDevice(parentImage), { mode: 'ro', imagePath: `${DIR}/p.vhdx`, openParent });
+      const child = VhdxDisk.createDifferencing(new CowDevice(childImage), pro, { blockSizeBytes: c.childBlockMiB * MiB, relativePath: '.\\p.vhdx', imagePath: `${DIR}/c.vhdx` });
+      for (const w of c.childWrites) put(child, w);
+      const childBlock = c.childBlockMiB * MiB;
+      for (const t of c.childTrims) child.trim((t.block % (size / childBlock)) * childBlock, childBlock);
+      const expected = Buffer.from(child.read(0, size));
+      child.close();
+      pro.close();
+
+      /** Opens the child through whatever parent image is in `images` now, and checks it reads `expected`. */
+      const readsAsBefore = (where: string) => {
+        for (const [name, image] of images) {
+          const errors = inspect(image).findings.filter((f) => f.severity === 'error').map((f) => `${name}: ${f.rule} ${f.message}`);
+          expect({ where, errors }).toEqual({ where, errors: [] });
+        }
+        const d = VhdxDisk.open(new CowDevice(images.get('c.vhdx')!), { mode: 'ro', imagePath: `${DIR}/c.vhdx`, openParent });
+        const same = Buffer.from(d.read(0, size)).equals(expected);
+        d.close();
+        expect({ where, same }).toEqual({ where, same: true });
+      };
+      const merge = (childDevice: (mode: 'rw' | 'ro') => BlockDevice, parentDevice: () => BlockDevice) =>
+        VhdxDisk.merge(childDevice, { imagePath: `${DIR}/c.vhdx`, openParent, openParentForWrite: () => parentDevice() });
+      const parentReads = (image: CowImage) => {
+        const d = VhdxDisk.open(new CowDevice(image), { mode: 'ro', imagePath: `${DIR}/p.vhdx`, openParent });
+        const got = Buffer.from(d.read(0, size));
+        d.close();
+        return got;
+      };
+
+      // the recorded merge
+      const childBefore = childImage.fork();
+      const parentBefore = parentImage.fork();
+      const childRec = new RecordingDevice(new CowDevice(childImage));
+      const parentRec = new RecordingDevice(new CowDevice(parentImage));
+      const r = merge((mode) => (mode === 'rw' ? childRec : new CowDevice(childImage)), () => parentRec);
+      expect(r.parentPath).toBe(`${DIR}/p.vhdx`);
+      expect(parentReads(parentImage).equals(expected)).toBe(true);
+      readsAsBefore('after the merge');
+
+      // every crash state, and a rerun from some of them
+      const childLog = new CrashLog(childBefore, childRec.events.slice());
+      const parentLog = new CrashLog(parentBefore, parentRec.events.slice());
+      const childAfter = childLog.prefixState(childRec.events.length).image;
+      const states: { where: string; child: CowImage; parent: CowImage }[] = [];
+      for (let k = 0; k <= childRec.events.length; k++) states.push({ where: `child cut at ${k}`, child: childLog.prefixState(k).image, parent: parentBefore.fork() });
+      for (let j = 0; j <= parentRec.events.length; j++) states.push({ where: `parent cut at ${j}`, child: childAfter.fork(), parent: parentLog.prefixState(j).image });
+      for (const s of c.samples) {
+        const cut = s.cut % (parentRec.events.length + 1);
+        const keep = inFlightIndices(parentRec.events, cut).filter((_i, k) => ((s.keepSeed >>> k % 30) & 1) === 1);
+        const tear = keep.filter((i) => parentRec.events[i].type === 'write' && (s.keepSeed & 1) === 1).slice(0, 1).map((index) => ({ index, units: 1 }));
+        states.push({ where: `parent crash at ${cut} keeping ${keep.join(',')}`, child: childAfter.fork(), parent: parentLog.sampleCrashState(cut, { cutAfterDeviceEvent: cut, keep, tear }).image });
+      }
+      states.forEach((s, i) => {
+        images.set('c.vhdx', s.child);
+        images.set('p.vhdx', s.parent);
+        readsAsBefore(s.where);
+        if (i % 5 === 0 || i === states.length - 1) {
+          merge(() => new CowDevice(s.child), () => new CowDevice(s.parent));
+          expect({ where: `rerun from ${s.where}`, same: parentReads(s.parent).equals(expected) }).toEqual({ where: `rerun from ${s.where}`, same: true });
+        }
+      });
+    },
+    15,
+  );
+});
+
+test('merge refuses what it cannot fold, before writing anything', () => {
+  const dev = new MemoryDevice();
+  VhdxDisk.create(dev, { virtualSizeBytes: 4 * MiB, blockSizeBytes: MiB }).close();
+  expect(() => VhdxDisk.merge(() => MemoryDevice.fromBytes(dev.snapshot()))).toThrow(/merge needs a differencing disk/);
+});
