@@ -1,5 +1,5 @@
 import * as path from 'path';
-import { PARENT_LOCATOR_KEYS, VHDX_PARENT_LOCATOR_TYPE, ZERO_GUID, bracedGuid, encodeParentLocator, isGuidText, parseGuid, type ParentLocatorPair } from '../spec-model/format';
+import { PARENT_LOCATOR_KEYS, VHDX_PARENT_LOCATOR_TYPE, ZERO_GUID, bracedGuid, encodeParentLocator, type ParentLocatorPair } from '../spec-model/format';
 
 /** How deep a differencing chain may go before the open is refused (a loop or a hostile file). */
 export const MAX_CHAIN_DEPTH = 16;
@@ -21,15 +21,6 @@ export function parentCandidates(locator: ReadonlyMap<string, string>, imagePath
     if (v !== undefined) out.push(v);
   }
   return out;
-}
-
-/** The DataWriteGuids a parent may have (PL-14): parent_linkage and parent_linkage2, the zero GUID never counting. */
-export function acceptedLinkages(locator: ReadonlyMap<string, string>): string[] {
-  return [PARENT_LOCATOR_KEYS.parentLinkage, PARENT_LOCATOR_KEYS.parentLinkage2]
-    .map((k) => locator.get(k))
-    .filter((v): v is string => v !== undefined && isGuidText(v))
-    .map(parseGuid)
-    .filter((g) => g !== ZERO_GUID);
 }
 
 /**

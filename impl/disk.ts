@@ -23,6 +23,7 @@ import {
   VhdxParentNotFoundError,
   ZERO_GUID,
   PARENT_LOCATOR_KEYS,
+  acceptedLinkages,
   alignUp,
   bracedGuid,
   encodeUtf16le,
@@ -34,7 +35,7 @@ import {
   type Geometry,
 } from '../spec-model/format';
 import { BatTable } from './bat';
-import { MAX_CHAIN_DEPTH, acceptedLinkages, childLocator, parentCandidates, windowsRelativePath } from './chain';
+import { MAX_CHAIN_DEPTH, childLocator, parentCandidates, windowsRelativePath } from './chain';
 import { resolveCreateParams, writeNewImage, type CreateParams, type DiskType } from './create';
 import { FileDevice, type BlockDevice } from './device';
 import * as fs from 'fs';

@@ -32,6 +32,7 @@ import {
   VIRTUAL_DISK_SIZE,
   VhdxFormatError,
   VhdxParentNotFoundError,
+  acceptedLinkages,
   batIndexOfPayload,
   batIndexOfSectorBitmap,
   computeGeometry,
@@ -41,8 +42,6 @@ import {
   formatOffset,
   isPowerOfTwo,
   isZeroGuid,
-  isGuidText,
-  parseGuid,
   verifyChecksum,
 } from './format';
 import { planReplay, replayedView } from './replay';
@@ -181,15 +180,6 @@ function readMetadata(source: ByteSource, r: Located): Metadata {
     md.locator = pairs;
   }
   return md;
-}
-
-/** The DataWriteGuids a child accepts in its parent (PL-14): parent_linkage, parent_linkage2; the zero GUID never matches. */
-export function acceptedLinkages(locator: ReadonlyMap<string, string>): string[] {
-  return [PARENT_LOCATOR_KEYS.parentLinkage, PARENT_LOCATOR_KEYS.parentLinkage2]
-    .map((k) => locator.get(k))
-    .filter((v): v is string => v !== undefined && isGuidText(v))
-    .map(parseGuid)
-    .filter((g) => !isZeroGuid(g));
 }
 
 /** Candidate paths for a parent, in the spec's order (§2.6.2.6.3): relative_path, volume_path, absolute_win32_path. */

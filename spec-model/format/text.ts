@@ -1,5 +1,7 @@
 import { FILE_TYPE_IDENTIFIER, PARENT_LOCATOR_ENTRY, PARENT_LOCATOR_HEADER, ParentLocatorEntry, ParentLocatorHeader } from './structures';
 import { VhdxUsageError } from './errors';
+import { PARENT_LOCATOR_KEYS } from './constants';
+import { ZERO_GUID, isGuidText, parseGuid } from './guid';
 
 /** UTF-16LE helpers for the Creator field (§2.2.1) and parent locator strings (§2.6.2.6.2). */
 export function decodeUtf16le(bytes: Uint8Array): string {
@@ -74,4 +76,16 @@ export function decodeParentLocatorTable(item: Uint8Array): DecodedParentLocator
   const entries: ParentLocatorEntry[] = [];
   for (let i = 0; i < count; i++) entries.push(PARENT_LOCATOR_ENTRY.decode(item, PARENT_LOCATOR_HEADER.sizeBytes + i * PARENT_LOCATOR_ENTRY.sizeBytes));
   return { header, entries, entryTableTruncated: count < header.KeyValueCount };
+}
+
+/**
+ * The DataWriteGuids a child's locator accepts in its parent (§2.6.2.6.3, PL-14): parent_linkage
+ * and parent_linkage2, in canonical form; a value that is not a GUID, and the zero GUID, never match.
+ */
+export function acceptedLinkages(locator: ReadonlyMap<string, string>): string[] {
+  return [PARENT_LOCATOR_KEYS.parentLinkage, PARENT_LOCATOR_KEYS.parentLinkage2]
+    .map((k) => locator.get(k))
+    .filter((v): v is string => v !== undefined && isGuidText(v))
+    .map(parseGuid)
+    .filter((g) => g !== ZERO_GUID);
 }

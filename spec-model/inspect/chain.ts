@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { acceptedLinkages, parentCandidates } from '../read';
+import { acceptedLinkages } from '../format';
+import { parentCandidates } from '../read';
 import { FileSource } from '../source';
 import { inspect } from './index';
 
