@@ -572,7 +572,8 @@ export class VhdxDisk {
       throw new VhdxFormatError('PL-14', `the differencing chain is deeper than ${MAX_CHAIN_DEPTH} images (${below.join(' -> ')})`, this.regionTable.metadata.fileOffsetBytes);
     }
     const tried = parentCandidates(locator, options.imagePath);
-    const openDevice = options.openParent ?? ((p: string) => (fs.existsSync(p) && fs.statSync(p).isFile() ? FileDevice.open(p, { mode: 'ro' }) : undefined));
+    // Only absolute paths: a relative_path not resolved against the child's folder (no imagePath) must not find a file in the working directory.
+    const openDevice = options.openParent ?? ((p: string) => (path.isAbsolute(p) && fs.existsSync(p) && fs.statSync(p).isFile() ? FileDevice.open(p, { mode: 'ro' }) : undefined));
     for (const candidate of tried) {
       const real = realPathOf(candidate);
       if (below.includes(real)) {

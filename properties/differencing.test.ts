@@ -186,6 +186,22 @@ describe('the chain is checked on open', () => {
     expect(e.message).toContain(JSON.stringify(path.join(dir, 'base.vhdx')));
   });
 
+  test('a child opened from a device without its path: relative_path is not looked up in the working directory', () => {
+    make();
+    const cwd = process.cwd();
+    process.chdir(dir); // base.vhdx is right here, but nothing says the child is
+    try {
+      const dev = FileDevice.open(path.join(dir, 'child.vhdx'), { mode: 'ro' });
+      const e = thrown(() => VhdxDisk.open(dev, { mode: 'ro' }));
+      dev.close();
+      expect(e).toBeInstanceOf(VhdxParentNotFoundError);
+      // with its path it opens
+      VhdxDisk.open(FileDevice.open(path.join(dir, 'child.vhdx'), { mode: 'ro' }), { mode: 'ro', imagePath: path.join(dir, 'child.vhdx') }).close();
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
   test('a parent written after the child was made: PL-14 (its DataWriteGuid no longer matches parent_linkage)', () => {
     make();
     const base = VhdxDisk.openFile(path.join(dir, 'base.vhdx'), { mode: 'rw' });
