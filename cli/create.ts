@@ -168,7 +168,7 @@ function runCreateChild(image: string, parentPath: string, opts: CreateOptions):
   for (const [flag, given] of [['--size', opts.size], ['--fixed', opts.fixed], ['--sector', opts.sector], ['--physical-sector', opts.physicalSector]] as const) {
     if (given !== undefined) throw new VhdxUsageError(flag, `${flag} cannot be combined with --parent: a differencing disk takes its size and sector sizes from its parent`);
   }
-  if (!fs.existsSync(parentPath)) throw fsError('open', parentPath, Object.assign(new Error('ENOENT'), { code: 'ENOENT' }));
+  fs.closeSync(openFileOrThrow(parentPath, 'r')); // a parent that cannot be opened is named as such, not as the child
   const p = createParamsFrom(1, opts); // only block size, log size and creator apply
   const child = withImage(image, () =>
     VhdxDisk.createDifferencingFile(image, parentPath, { blockSizeBytes: p.blockSizeBytes, logSizeBytes: p.logSizeBytes, creator: p.creator, absoluteWin32Path: opts.parentWin32Path }),

@@ -16,11 +16,11 @@ interface CmdModel {
 
 type Cmd = fc.Command<CmdModel, ScenarioRunner>;
 
-function aligned(params: CreateParams, maxBlocks: number, maxBytes = 4 * MiB): fc.Arbitrary<{ offsetBytes: number; lengthBytes: number }> {
+function aligned(params: CreateParams, maxBlocks: number): fc.Arbitrary<{ offsetBytes: number; lengthBytes: number }> {
   const lss = params.logicalSectorSizeBytes;
   const sectors = params.virtualSizeBytes / lss;
-  // Up to maxBlocks blocks but never more than 4 MiB by default: long writes cost pattern generation, not coverage.
-  const maxLen = Math.max(1, Math.min(sectors, Math.floor(Math.min(maxBlocks * params.blockSizeBytes, maxBytes) / lss)));
+  // Up to maxBlocks blocks but never more than 4 MiB: long writes cost pattern generation, not coverage.
+  const maxLen = Math.max(1, Math.min(sectors, Math.floor(Math.min(maxBlocks * params.blockSizeBytes, 4 * MiB) / lss)));
   // Bias lengths towards small writes while still crossing block boundaries sometimes.
   const lengthSectors = fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: Math.min(maxLen, 64) }) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: maxLen }) });
   return lengthSectors.chain((len) =>

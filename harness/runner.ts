@@ -180,17 +180,21 @@ export class ScenarioRunner {
 
   constructor(readonly options: RunnerOptions = {}) {}
 
+  /** The parent a locator candidate path names, if it is one of ours. */
+  private parentAt(candidate: string): MemoryDevice | undefined {
+    return path.dirname(candidate) === CHAIN_FOLDER ? this.parents.get(path.basename(candidate)) : undefined;
+  }
+
   /** How the driver opens the disk under test: through its parent chain, if it has one. */
   private openOptions(mode: 'rw' | 'ro'): OpenOptions {
-    if (this.parents.size === 0) return { mode };
-    return { mode, imagePath: IMAGE_PATH, openParent: (candidate) => (path.dirname(candidate) === CHAIN_FOLDER ? this.parents.get(path.basename(candidate)) : undefined) };
+    return this.parents.size === 0 ? { mode } : { mode, imagePath: IMAGE_PATH, openParent: (candidate) => this.parentAt(candidate) };
   }
 
   /** How the oracle reads the disk under test: through the same chain. */
   private oracleOptions(): { imagePath?: string; openParent?: (candidate: string) => ByteSource | undefined } {
     if (this.parents.size === 0) return {};
     return { imagePath: IMAGE_PATH, openParent: (candidate) => {
-      const dev = path.dirname(candidate) === CHAIN_FOLDER ? this.parents.get(path.basename(candidate)) : undefined;
+      const dev = this.parentAt(candidate);
       return dev ? new MemorySource(dev.snapshot(), candidate) : undefined;
     } };
   }

@@ -1,3 +1,5 @@
+import * as fs from 'fs';
+import * as path from 'path';
 import {
   FILE_TYPE_IDENTIFIER,
   HEADER_OFFSETS_BYTES,
@@ -25,6 +27,7 @@ import {
   PARENT_LOCATOR_KEYS,
   acceptedLinkages,
   alignUp,
+  batIndexOfSectorBitmap,
   bracedGuid,
   encodeUtf16le,
   isGuidText,
@@ -38,8 +41,6 @@ import { BatTable } from './bat';
 import { MAX_CHAIN_DEPTH, childLocator, parentCandidates, windowsRelativePath } from './chain';
 import { resolveCreateParams, writeNewImage, type CreateParams, type DiskType } from './create';
 import { FileDevice, type BlockDevice } from './device';
-import * as fs from 'fs';
-import * as path from 'path';
 import { GuardedDevice } from './guarded';
 import { guidGenerator, type GuidSource } from './guids';
 import { encodeHeader, selectHeader, type HeaderInfo } from './headers';
@@ -1073,19 +1074,10 @@ export class VhdxDisk {
     // updates span several entries, no crash exposes a block whose bits are not yet durable.
     const updates: LogUpdate[] = (this.bitmaps?.takeDirty() ?? []).map((u) => ({
       kind: 'data',
-      fileOffsetBytes: this.bat.offsetBytes(u.chunk * (this.geo.chunkRatio + 1) + this.geo.chunkRatio) + u.sector * S,
+      fileOffsetBytes: this.bat.offsetBytes(batIndexOfSectorBitmap(u.chunk, this.geo.chunkRatio)) + u.sector * S,
       image: u.image,
     }));
-    for (const k of this.bat.takeDirtySectors()) {
-      const image = this.bat.sectorImage(k);
-      const fileOffsetBytes = batOffset + k * S;
-      if (isAllZero(image)) {
-        const prev = updates[updates.length - 1];
-        if (prev && prev.kind === 'zero' && prev.fileOffsetBytes + prev.lengthBytes === fileOffsetBytes) {
-          updates[updates.length - 1] = { kind: 'zero', fileOffsetBytes: prev.fileOffsetBytes, lengthBytes: prev.lengthBytes + S };
-        } else updates.push({ kind: 'zero', fileOffsetBytes, lengthBytes: S });
-      } else updates.push({ kind: 'data', fileOffsetBytes, image });
-    }
+    for (const k of this.bat.takeDirtySectors()) pushSectorUpdate(updates, batOffset + k * S, this.bat.sectorImage(k));
     this.logInEntries(updates);
     return true;
   }
@@ -1141,9 +1133,8 @@ export class VhdxDisk {
     let added = false;
     for (const b of new Set([first, last])) {
       const from = Math.max(offsetBytes, b * bs);
-      const to = Math.min(end, (b + 1) * bs, this.geo.virtualDiskSizeBytes);
-      const whole = from === b * bs && to === Math.min((b + 1) * bs, this.geo.virtualDiskSizeBytes);
-      if (whole || this.bat.state(this.bat.payloadIndex(b)) !== ST.PAYLOAD_BLOCK_NOT_PRESENT) continue;
+      const to = Math.min(end, (b + 1) * bs);
+      if (this.coversBlock(from, to - from) || this.bat.state(this.bat.payloadIndex(b)) !== ST.PAYLOAD_BLOCK_NOT_PRESENT) continue;
       const sbIndex = this.bitmapIndexOfBlock(b);
       if (this.bat.state(sbIndex) === SectorBitmapState.SB_BLOCK_PRESENT) continue;
       const at = alignUp(Math.max(this.fileSize, this.structuresEnd), MiB);
@@ -1153,6 +1144,11 @@ export class VhdxDisk {
       added = true;
     }
     if (added) this.commitPending();
+  }
+
+  /** Whether [offset, offset + length), inside one block, is that whole block (up to the disk's end for the last one). */
+  private coversBlock(offsetBytes: number, lengthBytes: number): boolean {
+    return offsetBytes % this.blockSize === 0 && (lengthBytes === this.blockSize || offsetBytes + lengthBytes === this.geo.virtualDiskSizeBytes);
   }
 
   /** Reads `lengthBytes` at virtual offset `offsetBytes` (logical-sector granularity). */
@@ -1281,14 +1277,12 @@ export class VhdxDisk {
   }
 
   private bitmapIndexOfBlock(block: number): number {
-    const cr = this.geo.chunkRatio;
-    const chunk = Math.floor(block / cr);
-    return chunk * (cr + 1) + cr;
+    return batIndexOfSectorBitmap(Math.floor(block / this.geo.chunkRatio), this.geo.chunkRatio);
   }
 
   /** 4 KiB sector `sector` of chunk `chunk`'s sector bitmap block; zeros while the chunk has none. */
   private loadBitmapSector(chunk: number, sector: number): Uint8Array {
-    const index = chunk * (this.geo.chunkRatio + 1) + this.geo.chunkRatio;
+    const index = batIndexOfSectorBitmap(chunk, this.geo.chunkRatio);
     const image = new Uint8Array(S);
     if (this.bat.state(index) === SectorBitmapState.SB_BLOCK_PRESENT) this.dev.readInto!(this.bat.offsetBytes(index) + sector * S, image);
     return image;
@@ -1336,7 +1330,7 @@ export class VhdxDisk {
           if (this.bitmaps!.allSet(b)) bat.set(index, ST.PAYLOAD_BLOCK_FULLY_PRESENT, base / MiB);
         } else {
           this.refuseUnreadableState(b, index, st); // never overwrite what we cannot read
-          const whole = inBlock === 0 && (n === bs || v + n === this.geo.virtualDiskSizeBytes);
+          const whole = this.coversBlock(v, n);
           if (this.differencing && st === ST.PAYLOAD_BLOCK_NOT_PRESENT && !whole) {
             // The other sectors stay the parent's: a new block, only the written sectors' bits set
             // (bits a crashed session may have left for this block are cleared).
@@ -1372,7 +1366,6 @@ export class VhdxDisk {
     if (lengthBytes === 0) return;
     this.guarded(() => {
       const bs = this.blockSize;
-      const vs = this.geo.virtualDiskSizeBytes;
       const end = offsetBytes + lengthBytes;
       let v = offsetBytes;
       while (v < end) {
@@ -1383,7 +1376,7 @@ export class VhdxDisk {
         const st = this.bat.state(index);
         // A PARTIALLY_PRESENT block's sectors still read from the parent keep what they held: allowed for a trim.
         if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT || (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT && this.differencing)) {
-          const whole = inBlock === 0 && (n === bs || v + n === vs);
+          const whole = this.coversBlock(v, n);
           this.ensureSession(true);
           if (whole && !this.fixed) {
             const at = this.bat.offsetBytes(index);
@@ -1463,17 +1456,16 @@ export class VhdxDisk {
         this.released.push([region.fileOffsetBytes, region.fileOffsetBytes + region.lengthBytes]);
         region = { ...region, fileOffsetBytes: at, lengthBytes };
         const table = buildRegionTable(this.regionTable.all.map((r) => (r.guid === region.guid ? region : r)));
+        // both copies (§2.2.3): whichever a reader picks points at the moved BAT
         for (const copyAt of REGION_TABLE_OFFSETS_BYTES) {
           for (let k = 0; k < REGION_TABLE_BYTES / S; k++) batUpdates.push({ kind: 'data', fileOffsetBytes: copyAt + k * S, image: table.slice(k * S, (k + 1) * S) });
         }
       } else {
         const sectors = Math.max(this.bat.bytes.length, bat.bytes.length) / S;
         for (let k = 0; k < sectors; k++) {
-          const before = this.bat.bytes.subarray(k * S, (k + 1) * S);
-          const after = k * S < bat.bytes.length ? bat.bytes.subarray(k * S, (k + 1) * S) : ZERO_BUFFER.subarray(0, S);
-          if (Buffer.compare(before, after) === 0 && before.length === S) continue;
-          const fileOffsetBytes = region.fileOffsetBytes + k * S;
-          batUpdates.push(isAllZero(after) ? { kind: 'zero', fileOffsetBytes, lengthBytes: S } : { kind: 'data', fileOffsetBytes, image: after.slice() });
+          const before = this.bat.bytes.subarray(k * S, (k + 1) * S); // empty past the old table
+          const after = k * S < bat.bytes.length ? bat.bytes.slice(k * S, (k + 1) * S) : new Uint8Array(S);
+          if (Buffer.compare(before, after) !== 0) pushSectorUpdate(batUpdates, region.fileOffsetBytes + k * S, after);
         }
       }
       const itemAt = this.meta.virtualSizeItemOffsetBytes;
@@ -1534,6 +1526,18 @@ function realPathOf(p: string): string {
   } catch {
     return path.resolve(p);
   }
+}
+
+/** A 4 KiB metadata sector as a log update: a zero descriptor (merged with the one before it) when all zero. */
+function pushSectorUpdate(updates: LogUpdate[], fileOffsetBytes: number, image: Uint8Array): void {
+  if (!isAllZero(image)) {
+    updates.push({ kind: 'data', fileOffsetBytes, image });
+    return;
+  }
+  const prev = updates[updates.length - 1];
+  if (prev && prev.kind === 'zero' && prev.fileOffsetBytes + prev.lengthBytes === fileOffsetBytes) {
+    updates[updates.length - 1] = { kind: 'zero', fileOffsetBytes: prev.fileOffsetBytes, lengthBytes: prev.lengthBytes + S };
+  } else updates.push({ kind: 'zero', fileOffsetBytes, lengthBytes: S });
 }
 
 function isAllZero(bytes: Uint8Array): boolean {

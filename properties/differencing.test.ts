@@ -24,21 +24,9 @@ import { FileSource } from '../spec-model/source';
 import { decompressThirdParty, tempDir } from './support/third-party';
 import { describeWithTools } from './support/tools';
 import { sha256File } from './support/bytes';
+import { patternBytes } from '../harness/patterns';
 
 const MiB = 1 << 20;
-
-/** Deterministic, position-dependent bytes (so a sector read from the wrong place shows). */
-function pattern(seed: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed | 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 /** A disk's whole content as the driver reads it, and as the oracle reads it through the same chain. */
 function driverContent(file: string): Buffer {
@@ -97,8 +85,8 @@ describe('a chain made by the driver', () => {
         expected.set(bytes, offset);
       };
       const base = VhdxDisk.createFile(at('base.vhdx'), { virtualSizeBytes: size, blockSizeBytes: 2 * MiB, logicalSectorSizeBytes: lss });
-      write(base, 0, pattern(1, 5 * MiB)); // blocks 0-2, block 2 in part
-      write(base, 9 * MiB, pattern(2, 3 * lss));
+      write(base, 0, patternBytes(1, 0, 5 * MiB)); // blocks 0-2, block 2 in part
+      write(base, 9 * MiB, patternBytes(2, 0, 3 * lss));
       base.close();
       const baseContent = Buffer.from(expected);
 
@@ -106,10 +94,10 @@ describe('a chain made by the driver', () => {
       const child = VhdxDisk.createDifferencingFile(at('sub/child.vhdx'), at('base.vhdx'), { blockSizeBytes: MiB });
       expect(child.diskType).toBe('differencing');
       expect(child.parentLocator!.get(PARENT_LOCATOR_KEYS.relativePath)).toBe('..\\base.vhdx');
-      write(child, lss, pattern(3, 2 * lss)); // into a FULLY_PRESENT parent block: PARTIALLY_PRESENT here
-      write(child, 4 * MiB, pattern(4, MiB)); // a whole child block: FULLY_PRESENT
-      write(child, 9 * MiB + lss, pattern(5, lss)); // between the parent's sectors
-      write(child, size - lss, pattern(6, lss)); // the last sector, over a parent hole
+      write(child, lss, patternBytes(3, 0, 2 * lss)); // into a FULLY_PRESENT parent block: PARTIALLY_PRESENT here
+      write(child, 4 * MiB, patternBytes(4, 0, MiB)); // a whole child block: FULLY_PRESENT
+      write(child, 9 * MiB + lss, patternBytes(5, 0, lss)); // between the parent's sectors
+      write(child, size - lss, patternBytes(6, 0, lss)); // the last sector, over a parent hole
       expect(child.batEntry(0).state).toBe(PayloadBlockState.PAYLOAD_BLOCK_PARTIALLY_PRESENT);
       expect(child.batEntry(4).state).toBe(PayloadBlockState.PAYLOAD_BLOCK_FULLY_PRESENT);
       expect(child.batEntry(1).state).toBe(PayloadBlockState.PAYLOAD_BLOCK_NOT_PRESENT);
@@ -118,9 +106,9 @@ describe('a chain made by the driver', () => {
 
       const grand = VhdxDisk.createDifferencingFile(at('grand.vhdx'), at('sub/child.vhdx'));
       expect(grand.blockSizeBytes).toBe(MiB); // the parent's by default
-      write(grand, 2 * lss, pattern(7, lss)); // overlaps the child's write by one sector
+      write(grand, 2 * lss, patternBytes(7, 0, lss)); // overlaps the child's write by one sector
       // fill one block sector by sector: it ends FULLY_PRESENT (every bit set)
-      for (let s = 0; s < MiB / lss; s += 64) write(grand, 12 * MiB + s * lss, pattern(8 + s, 64 * lss));
+      for (let s = 0; s < MiB / lss; s += 64) write(grand, 12 * MiB + s * lss, patternBytes(8 + s, 0, 64 * lss));
       expect(grand.batEntry(12).state).toBe(PayloadBlockState.PAYLOAD_BLOCK_FULLY_PRESENT);
       // a block the grandchild does not hold: a trim may leave what it held (the child's data, §2.5.1.1), and does
       grand.trim(4 * MiB, MiB);
@@ -128,7 +116,7 @@ describe('a chain made by the driver', () => {
       grand.trim(0, MiB);
       expected.fill(0, 0, MiB);
       // part of a block it holds in part: its own trimmed sector reads as zeros, the next one keeps its data
-      write(grand, 7 * MiB + lss, pattern(12, 2 * lss));
+      write(grand, 7 * MiB + lss, patternBytes(12, 0, 2 * lss));
       grand.trim(7 * MiB + lss, lss);
       expected.fill(0, 7 * MiB + lss, 7 * MiB + 2 * lss);
       grand.close();
@@ -154,15 +142,15 @@ describe('a chain made by the driver', () => {
 
   test('a read-write session of a child never writes to its parent', () => {
     const base = VhdxDisk.createFile(path.join(dir, 'base.vhdx'), { virtualSizeBytes: 8 * MiB, blockSizeBytes: MiB });
-    base.write(0, pattern(1, MiB));
+    base.write(0, patternBytes(1, 0, MiB));
     base.close();
     const before = sha256File(path.join(dir, 'base.vhdx'));
     const child = VhdxDisk.createDifferencingFile(path.join(dir, 'child.vhdx'), path.join(dir, 'base.vhdx'));
-    child.write(512, pattern(2, 512));
+    child.write(512, patternBytes(2, 0, 512));
     child.flush();
     child.close();
     const again = VhdxDisk.openFile(path.join(dir, 'child.vhdx'), { mode: 'rw' });
-    again.write(3 * MiB, pattern(3, 4096));
+    again.write(3 * MiB, patternBytes(3, 0, 4096));
     again.close();
     expect(sha256File(path.join(dir, 'base.vhdx'))).toBe(before);
   });
@@ -171,7 +159,7 @@ describe('a chain made by the driver', () => {
 describe('the chain is checked on open', () => {
   const make = () => {
     const base = VhdxDisk.createFile(path.join(dir, 'base.vhdx'), { virtualSizeBytes: 8 * MiB, blockSizeBytes: MiB });
-    base.write(0, pattern(1, 4096));
+    base.write(0, patternBytes(1, 0, 4096));
     base.close();
     VhdxDisk.createDifferencingFile(path.join(dir, 'child.vhdx'), path.join(dir, 'base.vhdx')).close();
   };
@@ -205,7 +193,7 @@ describe('the chain is checked on open', () => {
   test('a parent written after the child was made: PL-14 (its DataWriteGuid no longer matches parent_linkage)', () => {
     make();
     const base = VhdxDisk.openFile(path.join(dir, 'base.vhdx'), { mode: 'rw' });
-    base.write(0, pattern(9, 512));
+    base.write(0, patternBytes(9, 0, 512));
     base.close();
     const before = sha256File(path.join(dir, 'child.vhdx'));
     const e = thrown(() => VhdxDisk.openFile(path.join(dir, 'child.vhdx'), { mode: 'rw' }));
@@ -295,7 +283,7 @@ describe('Windows-made images', () => {
     // 2. A stand-in with data in those blocks: a write session renews FileWriteGuid and DataWriteGuid
     //    (GUIDs 4 and 5) before its first write, so the fifth GUID is the linkage.
     const parent = VhdxDisk.createFile(standIn, { virtualSizeBytes: size, blockSizeBytes: blockBytes, guidSource: guidsEndingWith(5) });
-    for (const b of partial) parent.write(b * blockBytes, pattern(b, blockBytes));
+    for (const b of partial) parent.write(b * blockBytes, patternBytes(b + 1, 0, blockBytes));
     parent.close();
     windows = VhdxDisk.openFile(img, { mode: 'ro' });
     const src = new FileSource(img);
@@ -305,7 +293,7 @@ describe('Windows-made images', () => {
     for (const b of partial) {
       const ours = Buffer.from(windows.read(b * blockBytes, blockBytes));
       expect(ours.equals(Buffer.from(oracle.read(b * blockBytes, blockBytes)))).toBe(true);
-      const parentBytes = pattern(b, blockBytes);
+      const parentBytes = patternBytes(b + 1, 0, blockBytes);
       for (let s = 0; s < blockBytes; s += 512) {
         if (ours.subarray(s, s + 512).equals(parentBytes.subarray(s, s + 512))) fromParent++;
         else fromChild++;
@@ -323,7 +311,7 @@ describe('Windows-made images', () => {
     const before = sha256File(parentPath);
     const expected = driverContent(parentPath);
     const child = VhdxDisk.createDifferencingFile(path.join(dir, 'child.avhdx'), parentPath);
-    const bytes = pattern(11, 3 * 512);
+    const bytes = patternBytes(11, 0, 3 * 512);
     child.write(MiB - 512, bytes);
     expected.set(bytes, MiB - 512);
     child.close();
@@ -338,15 +326,15 @@ describeWithTools(['libvhdi', '7zz'], 'third-party readers on a chain the driver
     const parentPath = path.join(dir, 'parent.vhdx');
     const childPath = path.join(dir, 'child.vhdx');
     const base = VhdxDisk.createFile(parentPath, { virtualSizeBytes: 16 * MiB, blockSizeBytes: MiB, logicalSectorSizeBytes: 4096 });
-    base.write(0, pattern(1, 3 * MiB));
+    base.write(0, patternBytes(1, 0, 3 * MiB));
     base.close();
     const child = VhdxDisk.createDifferencingFile(childPath, parentPath, {
       // libvhdi 20210425 finds a parent only through absolute_win32_path (docs/differencing.md)
       absoluteWin32Path: `\\\\?\\C:\\images\\parent.vhdx`,
     });
-    child.write(4096, pattern(2, 2 * 4096));
-    child.write(2 * MiB, pattern(3, MiB));
-    child.write(10 * MiB + 8192, pattern(4, 4096));
+    child.write(4096, patternBytes(2, 0, 2 * 4096));
+    child.write(2 * MiB, patternBytes(3, 0, MiB));
+    child.write(10 * MiB + 8192, patternBytes(4, 0, 4096));
     child.close();
     const ours = driverContent(childPath);
     const script = [

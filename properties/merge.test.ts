@@ -16,7 +16,8 @@
 import fc from 'fast-check';
 import * as path from 'path';
 import { MemoryDevice, RecordingDevice, VhdxDisk, type BlockDevice } from '../impl';
-import { CowDevice, CowImage, CrashLog, inFlightIndices } from '../harness/crash';
+import { CowDevice, CowImage, CrashLog } from '../harness/crash';
+import { resolveCrashChoice } from '../harness/runner';
 import { patternBytes } from '../harness/patterns';
 import { inspect } from '../spec-model/inspect';
 import { checkProperty } from './support/check-property';
@@ -34,7 +35,8 @@ const caseArb = fc.record({
   parentWrites: fc.array(write, { maxLength: 3 }),
   childWrites: fc.array(write, { minLength: 1, maxLength: 4 }),
   childTrims: fc.array(fc.record({ block: fc.nat(11) }), { maxLength: 2 }),
-  samples: fc.array(fc.record({ cut: fc.nat(), keepSeed: fc.nat() }), { maxLength: 4 }),
+  // seeds of sampled crash states of the parent's session (as the CRASH property chooses them)
+  samples: fc.array(fc.integer({ min: 1, max: 0xffffffff }), { maxLength: 4 }),
 });
 
 test('MERGE: every crash state of a merge leaves the child reading what it read, and a rerun finishes the merge', () => {
@@ -119,11 +121,9 @@ test('MERGE: every crash state of a merge leaves the child reading what it read,
       const states: { where: string; child: CowImage; parent: CowImage }[] = [];
       for (let k = 0; k <= childRec.events.length; k++) states.push({ where: `child cut at ${k}`, child: childLog.prefixState(k).image, parent: parentBefore.fork() });
       for (let j = 0; j <= parentRec.events.length; j++) states.push({ where: `parent cut at ${j}`, child: childAfter.fork(), parent: parentLog.prefixState(j).image });
-      for (const s of c.samples) {
-        const cut = s.cut % (parentRec.events.length + 1);
-        const keep = inFlightIndices(parentRec.events, cut).filter((_i, k) => ((s.keepSeed >>> k % 30) & 1) === 1);
-        const tear = keep.filter((i) => parentRec.events[i].type === 'write' && (s.keepSeed & 1) === 1).slice(0, 1).map((index) => ({ index, units: 1 }));
-        states.push({ where: `parent crash at ${cut} keeping ${keep.join(',')}`, child: childAfter.fork(), parent: parentLog.sampleCrashState(cut, { cutAfterDeviceEvent: cut, keep, tear }).image });
+      for (const seed of c.samples) {
+        const choice = resolveCrashChoice(parentRec.events, 0, seed);
+        states.push({ where: `parent crash ${JSON.stringify(choice)}`, child: childAfter.fork(), parent: parentLog.sampleCrashState(choice.cutAfterDeviceEvent!, choice).image });
       }
       states.forEach((s, i) => {
         images.set('c.vhdx', s.child);

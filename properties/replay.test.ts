@@ -7,6 +7,7 @@ import { DATA_DESCRIPTOR, DATA_SECTOR, HEADER, LOG_ENTRY_HEADER, LOG_SECTOR_SIZE
 import { planReplay as modelPlanReplay, replayedView, scanLog } from '../spec-model/replay';
 import { MemorySource } from '../spec-model/source';
 import { checkProperty } from './support/check-property';
+import { patternBytes } from '../harness/patterns';
 import { PROPERTIES } from '../harness/properties';
 import { propertyTest } from './support/property';
 
@@ -382,13 +383,6 @@ test('REPLAY: every entry the driver encodes is valid to the spec model and carr
   for (const bad of [zero(0, 0), zero(0, 512), zero(512, S)]) expect(encode(bad)).toThrow(/zero descriptor must cover whole 4 KiB sectors/);
   for (const bad of [data(0, S - 1), data(0, S + 1), data(512, S)]) expect(encode(bad)).toThrow(/data descriptor updates exactly one aligned 4 KiB sector/);
 
-  const patternImage = (seed: number): Uint8Array => {
-    const image = new Uint8Array(S);
-    const words = new Uint32Array(image.buffer);
-    let x = seed | 1;
-    for (let i = 0; i < words.length; i++) words[i] = x = (x ^ (x << 13) ^ (x >>> 17) ^ (x << 5)) >>> 0;
-    return image;
-  };
   const layoutLength = (descriptors: number, dataSectors: number): number => S * (Math.ceil((64 + 32 * descriptors) / S) + dataSectors);
   checkProperty(
     'REPLAY-encoder',
@@ -407,7 +401,7 @@ test('REPLAY: every entry the driver encodes is valid to the spec model and carr
       maxBytes: fc.oneof(fc.nat(1 << 22), fc.nat(1024).map((k) => k * S)), // sector multiples: some are exactly an entry's length
     }),
     (c) => {
-      const updates = c.updates.map((u): LogUpdate => (u.kind === 'zero' ? zero(u.sector * S, u.lengthSectors * S) : { kind: 'data', fileOffsetBytes: u.sector * S, image: patternImage(u.seed) }));
+      const updates = c.updates.map((u): LogUpdate => (u.kind === 'zero' ? zero(u.sector * S, u.lengthSectors * S) : { kind: 'data', fileOffsetBytes: u.sector * S, image: patternBytes(u.seed, 0, S) }));
       const dataCount = updates.filter((u) => u.kind === 'data').length;
       const p = { sequenceNumber: c.sequence, logGuid: GUIDS[0], tailBytes: c.tailSectors * S, flushedFileOffsetBytes: c.flushed, lastFileOffsetBytes: c.flushed + c.lastExtra, updates };
       const bytes = encodeLogEntry(p);
