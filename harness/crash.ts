@@ -410,6 +410,17 @@ export class CrashLog {
     return this.sampleCrashState(cut, {});
   }
 
+  /**
+   * The state at `cut` where only its last event (a write) landed and every other in-flight event
+   * was lost; undefined when nothing else is in flight. A driver that needs an earlier write on the
+   * disk before this one needs a flush between them: this state shows it when it has none.
+   */
+  lastWriteAlone(cut: number): CrashState | undefined {
+    this.requireCut(cut);
+    if (cut === 0 || this.events[cut - 1].type !== 'write' || this.inFlight(cut).length < 2) return undefined;
+    return this.sampleCrashState(cut, { keep: [cut - 1] });
+  }
+
   /** The prefix crash state at every cut point 0..n. */
   *enumerateCrashStates(): Generator<CrashState> {
     for (let cut = 0; cut <= this.events.length; cut++) yield this.prefixState(cut);

@@ -51,6 +51,7 @@ export type DiskEvent =
   | { type: 'read'; offsetBytes: number; lengthBytes: number }
   | { type: 'trim'; offsetBytes: number; lengthBytes: number }
   | { type: 'flush' }
+  | { type: 'resize'; virtualSizeBytes: number }
   | { type: 'crash'; choice: CrashChoice }
   | { type: 'close' };
 
@@ -71,6 +72,7 @@ export const disk = {
   read: (offsetBytes: number, lengthBytes: number): DiskEvent => ({ type: 'read', offsetBytes, lengthBytes }),
   trim: (offsetBytes: number, lengthBytes: number): DiskEvent => ({ type: 'trim', offsetBytes, lengthBytes }),
   flush: (): DiskEvent => ({ type: 'flush' }),
+  resize: (virtualSizeBytes: number): DiskEvent => ({ type: 'resize', virtualSizeBytes }),
   crash: (choice: CrashChoice = {}): DiskEvent => ({ type: 'crash', choice }),
   close: (): DiskEvent => ({ type: 'close' }),
 };
@@ -182,7 +184,7 @@ function parseCrashChoice(v: Json, where: string): CrashChoice {
 
 /** Validates one disk event from parsed JSON; `where` names it in errors (e.g. `events[3]`). */
 export function diskEventFromJson(v: Json, where = 'event'): DiskEvent {
-  const base = asObject(v, where, ['type', 'params', 'mode', 'offsetBytes', 'lengthBytes', 'seed', 'choice']);
+  const base = asObject(v, where, ['type', 'params', 'mode', 'offsetBytes', 'lengthBytes', 'seed', 'choice', 'virtualSizeBytes']);
   const type = required(base, 'type', where);
   const range = (o: Record<string, Json>) => ({
     offsetBytes: asCount(required(o, 'offsetBytes', where), `${where}.offsetBytes`),
@@ -206,6 +208,10 @@ export function diskEventFromJson(v: Json, where = 'event'): DiskEvent {
     case 'read':
     case 'trim':
       return { type, ...range(asObject(v, where, ['type', 'offsetBytes', 'lengthBytes'])) };
+    case 'resize': {
+      const o = asObject(v, where, ['type', 'virtualSizeBytes']);
+      return { type, virtualSizeBytes: asCount(required(o, 'virtualSizeBytes', where), `${where}.virtualSizeBytes`) };
+    }
     case 'crash':
       return { type, choice: parseCrashChoice(required(asObject(v, where, ['type', 'choice']), 'choice', where), `${where}.choice`) };
     case 'flush':

@@ -127,6 +127,49 @@ class BurstCmd implements Cmd {
   }
 }
 
+/**
+ * Resizes the disk (§2.6.2.2) and reads across its new end. Scenario ranges come from the size at
+ * create, so the disk never ends smaller than that between commands: it grows (a little, or past
+ * what its BAT region holds, which moves the BAT), or shrinks and grows back (what the shrink cut
+ * must then read as zeros).
+ */
+class ResizeCmd implements Cmd {
+  constructor(
+    readonly kind: 'grow' | 'huge' | 'shrinkRegrow',
+    readonly sectors: number,
+  ) {}
+  check(m: Readonly<CmdModel>): boolean {
+    return m.mode === 'rw';
+  }
+  run(_m: CmdModel, r: ScenarioRunner): void {
+    const lss = r.model.logicalSectorSizeBytes;
+    const current = r.model.virtualSizeBytes;
+    const acrossEnd = (end: number) => {
+      const from = Math.max(0, end - 8 * lss);
+      r.step({ type: 'read', offsetBytes: from, lengthBytes: Math.min(r.model.virtualSizeBytes, end + 8 * lss) - from });
+    };
+    if (this.kind === 'shrinkRegrow') {
+      const smaller = Math.max(lss, current - this.sectors * lss);
+      r.step({ type: 'resize', virtualSizeBytes: smaller });
+      acrossEnd(smaller);
+      r.step({ type: 'resize', virtualSizeBytes: current });
+      acrossEnd(smaller);
+      return;
+    }
+    const larger = Math.min(MAX_GROWN_BYTES, this.kind === 'huge' ? Math.max(current, HUGE_BYTES) + this.sectors * lss : current + this.sectors * lss);
+    r.step({ type: 'resize', virtualSizeBytes: larger });
+    acrossEnd(current);
+  }
+  toString(): string {
+    return `resize(${this.kind}, ${this.sectors})`;
+  }
+}
+
+/** Past what a 1 MiB BAT region describes with 1 MiB blocks (131,072 entries): the BAT has to move. */
+const HUGE_BYTES = 200 * 1024 * MiB;
+/** Generated disks stay far below the spec's 64 TiB (scenarios only grow them a few times). */
+const MAX_GROWN_BYTES = 1024 * 1024 * MiB;
+
 export interface ScenarioShape {
   /** Allow crashes (CRASH, REPLAY); otherwise only clean closes. */
   crashes: boolean;
@@ -136,6 +179,8 @@ export interface ScenarioShape {
   maxCommands: number;
   /** Include log-filling bursts. */
   bursts?: boolean;
+  /** Include resizes (not for differencing disks, whose size is their parent's). */
+  resizes?: boolean;
   /**
    * Sometimes use a wide disk (160 GiB, 1 MiB blocks) with commits that dirty more BAT sectors than
    * one log holds, so that a single flush must drain the log between entries (§5.5 step 4, LOG-23).
@@ -218,6 +263,11 @@ export function commandsArb(params: CreateParams, shape: ScenarioShape): fc.Arbi
     const flushedWrite = fc.tuple(region, seed).map(([r, s]) => new BurstCmd([{ ...r, seed: s }]));
     arbs.push(crash, crash, flushedWrite, flushedWrite);
   }
+  if (shape.resizes && !params.parents?.length) {
+    const sectors = fc.integer({ min: 1, max: Math.max(1, (3 * params.blockSizeBytes) / params.logicalSectorSizeBytes) });
+    const kinds = fc.constantFrom<ResizeCmd['kind']>(...(params.fixed ? (['grow', 'shrinkRegrow'] as const) : (['grow', 'shrinkRegrow', 'shrinkRegrow', 'huge'] as const)));
+    arbs.push(fc.tuple(kinds, sectors).map(([k, n]) => new ResizeCmd(k, n)));
+  }
   if (shape.wide && params.virtualSizeBytes === WIDE_PARAMS.virtualSizeBytes && params.blockSizeBytes === WIDE_PARAMS.blockSizeBytes) {
     arbs.push(fc.tuple(fc.integer({ min: 200, max: 319 }), seed).map(([n, s]) => new WideCommitCmd(n, s)));
   }
@@ -249,13 +299,13 @@ export function faultArb(): fc.Arbitrary<FaultPlan> {
 }
 
 export const PROPERTIES: readonly PropertyDef[] = [
-  { id: 'READ', title: 'every read from impl equals the model', shape: { crashes: false, maxCommands: 40, bursts: true }, options: {}, runs: 40 },
-  { id: 'ORACLE', title: 'the oracle reader reads what the driver wrote, after every close and reopen', shape: { crashes: true, maxCommands: 25 }, options: { oracle: true }, runs: 25 },
-  { id: 'CRC', title: 'every flush point and crash state has valid checksums and no error finding', shape: { crashes: true, maxCommands: 20 }, options: { checkFlushPoints: true }, runs: 20 },
-  { id: 'HEADER', title: 'header alternation and log ordering over the device events', shape: { crashes: true, maxCommands: 25, wide: true }, options: { headers: true }, runs: 30 },
-  { id: 'CRASH', title: 'every crash point reopens with every unit in its allowed set', shape: { crashes: true, maxCommands: 20, bursts: true }, options: { enumerateCrashes: true }, runs: 20 },
+  { id: 'READ', title: 'every read from impl equals the model', shape: { crashes: false, maxCommands: 40, bursts: true, resizes: true }, options: {}, runs: 40 },
+  { id: 'ORACLE', title: 'the oracle reader reads what the driver wrote, after every close and reopen', shape: { crashes: true, maxCommands: 25, resizes: true }, options: { oracle: true }, runs: 25 },
+  { id: 'CRC', title: 'every flush point and crash state has valid checksums and no error finding', shape: { crashes: true, maxCommands: 20, resizes: true }, options: { checkFlushPoints: true }, runs: 20 },
+  { id: 'HEADER', title: 'header alternation and log ordering over the device events', shape: { crashes: true, maxCommands: 25, wide: true, resizes: true }, options: { headers: true }, runs: 30 },
+  { id: 'CRASH', title: 'every crash point reopens with every unit in its allowed set', shape: { crashes: true, maxCommands: 20, bursts: true, resizes: true }, options: { enumerateCrashes: true }, runs: 20 },
   { id: 'FAULT', title: 'an I/O error or a full disk at any device call surfaces typed; nothing flushed is lost after reopen', shape: { crashes: false, maxCommands: 25 }, options: {}, runs: 40, faults: true },
-  { id: 'REPLAY', title: 'replay is idempotent, survives crashes during itself, and a read-only open of a dirty image changes nothing', shape: { crashes: true, maxCommands: 20 }, options: { replayChecks: true }, runs: 25 },
+  { id: 'REPLAY', title: 'replay is idempotent, survives crashes during itself, and a read-only open of a dirty image changes nothing', shape: { crashes: true, maxCommands: 20, resizes: true }, options: { replayChecks: true }, runs: 25 },
 ];
 
 export interface ScenarioResult {

@@ -149,6 +149,21 @@ const CHAIN_FOLDER = '/chain';
 const IMAGE_PATH = `${CHAIN_FOLDER}/disk.vhdx`;
 const parentName = (i: number): string => `parent-${i}.vhdx`;
 
+/** The model's account of a stretch of device events between two durability points (CRASH, enumerated). */
+interface Segment {
+  startCut: number;
+  /** The model when the stretch began. */
+  model: DiskModel;
+  /** For a stretch that ends with a resize: the model once it returned. */
+  resized?: DiskModel;
+}
+
+/** A content check and the virtual size a state must have for it to apply. */
+interface SizedCheck {
+  sizeBytes: number;
+  check: ContentCheck;
+}
+
 function describeDivergences(d: Divergence[]): string {
   return d.slice(0, 4).map((x) => x.message).join('; ') + (d.length > 4 ? `; and ${d.length - 4} more` : '');
 }
@@ -356,6 +371,16 @@ export class ScenarioRunner {
         this.executed.push(event);
         return;
       }
+      case 'resize': {
+        // A durability point whose crash states may show either size: the segment keeps both models.
+        const segment = this.openSegment();
+        this.disk!.resize(event.virtualSizeBytes);
+        this.minCut = this.device!.events.length;
+        this.model.apply(event);
+        if (segment) segment.resized = this.model.clone();
+        this.executed.push(event);
+        return;
+      }
       case 'close': {
         this.openSegment();
         this.disk!.close();
@@ -468,9 +493,11 @@ export class ScenarioRunner {
    * at any device event up to the end of that flush may show (crashed: the writes since the last
    * completed flush in flight).
    */
-  private openSegment(): void {
-    if (!this.options.enumerateCrashes || this.model.status !== 'open-rw') return;
-    this.segments.push({ startCut: this.minCut, model: this.model.clone() });
+  private openSegment(): Segment | undefined {
+    if (!this.options.enumerateCrashes || this.model.status !== 'open-rw') return undefined;
+    const segment: Segment = { startCut: this.minCut, model: this.model.clone() };
+    this.segments.push(segment);
+    return segment;
   }
 
   /**
@@ -487,7 +514,10 @@ export class ScenarioRunner {
       if (seg.endCut <= seg.startCut) continue;
       const crashed = seg.model.clone();
       crashed.apply({ type: 'crash' });
-      const check = new ContentCheck(crashed, this.model.logicalSectorSizeBytes);
+      const lss = this.model.logicalSectorSizeBytes;
+      const check: SizedCheck[] = [{ sizeBytes: crashed.virtualSizeBytes, check: new ContentCheck(crashed, lss) }];
+      // A crash inside a resize: the old size with the content before it, or the new one with the content after it.
+      if (seg.resized) check.push({ sizeBytes: seg.resized.virtualSizeBytes, check: new ContentCheck(seg.resized, lss) });
       for (let k = seg.startCut; k < Math.min(seg.endCut, events.length + 1); k++) {
         this.checkCrashState(log.prefixState(k), check, index);
         // The same cut with its last write torn in the middle (at a 512-byte boundary).
@@ -496,6 +526,9 @@ export class ScenarioRunner {
         if (pieces > 1 && k - 1 > log.lastFlushIndex(k)) {
           this.checkCrashState(log.sampleCrashState(k, { keep: log.inFlight(k), tear: [{ index: k - 1, units: Math.floor(pieces / 2) }] }), check, index);
         }
+        // ... with only its last write landed (a missing flush before it shows here)
+        const alone = log.lastWriteAlone(k);
+        if (alone) this.checkCrashState(alone, check, index);
         // ... and with one piece missing inside it: the piece that starts its second 4 KiB sector
         // (a log entry's first data sector), which only the entry checksum can tell from stale bytes.
         if (pieces > 8 && k - 1 > log.lastFlushIndex(k)) {
@@ -505,7 +538,7 @@ export class ScenarioRunner {
     }
   }
 
-  private segments: { startCut: number; model: DiskModel }[] = [];
+  private segments: Segment[] = [];
 
   /**
    * A dirty image whose newest entry has one flipped byte in its first data sector (structurally
@@ -559,14 +592,19 @@ export class ScenarioRunner {
     if (this.firstGuestEvent === undefined) this.firstGuestEvent = this.device!.events.length;
   }
 
-  /** CRASH on one enumerated state: reopens, every touched unit in its allowed set. */
-  private checkCrashState(state: CrashState, check: ContentCheck, index: number): void {
+  /** CRASH on one enumerated state: reopens with a size the model allows, every touched unit in its allowed set. */
+  private checkCrashState(state: CrashState, checks: SizedCheck[], index: number): void {
     const image = state.image.fork();
     let disk: VhdxDisk;
     try {
       disk = VhdxDisk.open(image.device(), this.openOptions('rw'));
     } catch (e) {
       throw new PropertyViolation('CRASH', index, `crash state at device event ${state.cut} does not reopen: ${(e as Error).message}`);
+    }
+    const check = checks.find((c) => c.sizeBytes === disk.virtualSizeBytes)?.check;
+    if (!check) {
+      disk.close();
+      throw new PropertyViolation('CRASH', index, `crash state at device event ${state.cut}: virtual size ${disk.virtualSizeBytes}, expected ${checks.map((c) => c.sizeBytes).join(' or ')}`);
     }
     const d = check.run((o, l) => disk.read(o, l));
     disk.close();
@@ -577,6 +615,7 @@ export class ScenarioRunner {
   private checkAfterReopen(index: number): void {
     this.pendingCheck = false;
     const disk = this.disk!;
+    if (disk.virtualSizeBytes !== this.model.virtualSizeBytes) throw new PropertyViolation('CRASH', index, `after reopen: virtual size ${disk.virtualSizeBytes}, expected ${this.model.virtualSizeBytes}`);
     const d = new ContentCheck(this.model, this.model.logicalSectorSizeBytes).run((o, l) => disk.read(o, l));
     if (d.length) throw new PropertyViolation('CRASH', index, `after reopen: ${describeDivergences(d)}`);
     this.model.adopt(unitReader((o, l) => disk.read(o, l), this.model.logicalSectorSizeBytes), this.model.uncertainUnits());
@@ -591,6 +630,7 @@ export class ScenarioRunner {
     } catch (e) {
       throw new PropertyViolation('ORACLE', index, `${where}: the oracle cannot open the image: ${(e as Error).message}`);
     }
+    if (oracle.virtualSizeBytes !== this.model.virtualSizeBytes) throw new PropertyViolation('ORACLE', index, `${where}: the oracle reads a virtual size of ${oracle.virtualSizeBytes}, expected ${this.model.virtualSizeBytes}`);
     const d = new ContentCheck(this.model, this.model.logicalSectorSizeBytes).run((o, l) => oracle.read(o, l));
     if (d.length) throw new PropertyViolation('ORACLE', index, `${where}: ${describeDivergences(d)}`);
     for (const v of headerVariants(image)) this.compareDriverAndOracle(v.image, index, `${where}, ${v.name}`);

@@ -203,6 +203,53 @@ describe('MODEL disk model', () => {
     expect(() => fold([disk.write(0, 512, 1)])).toThrow(VhdxStateError);
   });
 
+  test('RESIZE reference: a resize keeps what lies below the new end, cuts the rest, and grows with zeros', () => {
+    const sizeArb = fc.integer({ min: 1, max: (2 * SIZE) / 512 }).map((n) => n * 512);
+    const step = fc.oneof(fc.record({ resize: sizeArb }), fc.record({ write: fc.nat((2 * SIZE) / 512 - 1), seed: fc.integer({ min: 1, max: 1000 }) }));
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 30 }), (steps) => {
+        const model = fold([disk.create(params())]);
+        let flat = new Uint8Array(SIZE);
+        for (const s of steps) {
+          if ('resize' in s) {
+            model.apply(disk.resize(s.resize));
+            const next = new Uint8Array(s.resize);
+            next.set(flat.subarray(0, Math.min(flat.length, s.resize)));
+            flat = next;
+            expect(model.virtualSizeBytes).toBe(s.resize);
+            // a durability point: nothing is in flight after it
+            expect(model.inFlight()).toEqual([]);
+          } else if ((s.write + 1) * 512 <= flat.length) {
+            model.apply(disk.write(s.write * 512, 512, s.seed));
+            applyWrite(flat, s.write * 512, 512, s.seed);
+          }
+          expect(firstDifference(model.expectedRead(0, flat.length), flat)).toBe(-1);
+        }
+        // units a shrink cut and a grow brought back are checked (touched), not skipped as never written
+        expect(model.check(unitsOfBytes(flat), { limit: 1 })).toEqual([]);
+        model.apply(disk.crash());
+        expect(model.uncertainUnits().every((u) => model.durableAt(u).length > 1)).toBe(true);
+      }),
+      fcParams({ numRuns: 150 }),
+    );
+  });
+
+  test('resize: a write before it is durable; a regrown cut unit must read zeros; differencing and bad sizes are refused', () => {
+    const model = fold([disk.create(params()), disk.write(SIZE - 512, 512, 5), disk.resize(SIZE - 1024), disk.resize(SIZE), disk.crash()]);
+    expect(model.allowedAt(SIZE / 512 - 1)).toEqual([0]);
+    expect(model.touchedUnits()).toContain(SIZE / 512 - 1);
+    expect(model.check(() => patternBytes(5, SIZE - 512, 512), { units: [SIZE / 512 - 1] })).toHaveLength(1);
+    const written = fold([disk.create(params()), disk.write(0, 512, 6), disk.resize(2 * SIZE), disk.crash()]);
+    expect(written.allowedAt(0)).toEqual([6]);
+    const child = fold([disk.create(params({ parents: [{ blockSizeBytes: MiB, writes: [] }] }))]);
+    expect(() => child.apply(disk.resize(2 * SIZE))).toThrow(VhdxUsageError);
+    expect(() => written.apply(disk.resize(2 * SIZE))).toThrow(VhdxStateError);
+    const open = fold([disk.create(params())]);
+    expect(() => open.apply(disk.resize(1000))).toThrow(VhdxUsageError);
+    expect(() => open.apply(disk.resize(0))).toThrow(VhdxUsageError);
+    expect(open.virtualSizeBytes).toBe(SIZE);
+  });
+
   test('a 64 TiB disk costs only its touched units', () => {
     const size = 64 * 2 ** 40;
     const model = fold([disk.create(params({ virtualSizeBytes: size, blockSizeBytes: 256 * MiB })), disk.write(size - 8192, 8192, 11), disk.flush()]);

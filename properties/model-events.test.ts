@@ -56,6 +56,7 @@ const diskEventArb: fc.Arbitrary<DiskEvent> = fc.oneof(
   fc.tuple(count, count).map(([o, l]) => disk.read(o, l)),
   fc.tuple(count, count).map(([o, l]) => disk.trim(o, l)),
   fc.constant(disk.flush()),
+  count.map(disk.resize),
   choiceArb.map(disk.crash),
   fc.constant(disk.close()),
 );
@@ -145,6 +146,8 @@ describe('MODEL events', () => {
     expect(bad({ type: 'write', offset: 512, offsetBytes: 0, lengthBytes: 512, seed: 1 }).parameter).toBe('events[2].offset');
     expect(bad({ type: 'flush', seed: 1 }).parameter).toBe('events[2].seed');
     expect(bad({ type: 'explode' }).parameter).toBe('events[2].type');
+    expect(bad({ type: 'resize' }).parameter).toBe('events[2].virtualSizeBytes');
+    expect(bad({ type: 'resize', virtualSizeBytes: 1.5 }).parameter).toBe('events[2].virtualSizeBytes');
     expect(bad({ type: 'open', mode: 'rx' }).parameter).toBe('events[2].mode');
     expect(bad({ type: 'crash', choice: { keep: [1, -2] } }).parameter).toBe('events[2].choice.keep[1]');
     expect(bad({ type: 'crash', choice: { tear: [{ index: 1 }] } }).parameter).toBe('events[2].choice.tear[0].units');

@@ -4,8 +4,8 @@
  * 2. a recorded session opens it, resizes it and closes it;
  * 3. every crash state of that session's device events is reopened read-write.
  *
- * The crash states are every cut point, in flight writes applied in order, plus sampled subsets
- * with torn writes. Each must:
+ * The crash states are every cut point, in flight writes applied in order or only the last one,
+ * plus sampled subsets with torn writes. Each must:
  * - have the old size or the new one (a resize is one logged change of the Virtual Disk Size
  *   item, §2.6.2.2);
  * - read exactly what the disk held, cut or extended with zeros to that size;
@@ -113,7 +113,11 @@ test('RESIZE: every crash state of a resize has the old or the new size and exac
       // 3. every crash state
       const events = rec.events.slice();
       const log = new CrashLog(before, events);
-      for (let cut = 0; cut <= events.length; cut++) reopen(log.prefixState(cut).image, `prefix state at device event ${cut}`);
+      for (let cut = 0; cut <= events.length; cut++) {
+        reopen(log.prefixState(cut).image, `prefix state at device event ${cut}`);
+        const alone = log.lastWriteAlone(cut);
+        if (alone) reopen(alone.image, `device event ${cut - 1} landed alone`);
+      }
       for (const seed of c.samples) {
         const choice = resolveCrashChoice(events, 0, seed);
         reopen(log.sampleCrashState(choice.cutAfterDeviceEvent!, choice).image, `crash state ${JSON.stringify(choice)}`);

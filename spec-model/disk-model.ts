@@ -79,6 +79,13 @@ export type ModelEvent =
   | { type: 'read'; offsetBytes: number; lengthBytes: number }
   | { type: 'trim'; offsetBytes: number; lengthBytes: number }
   | { type: 'flush' }
+  /**
+   * Changes the virtual size (§2.6.2.2). A durability point: everything before it is durable once
+   * it returns, and so is the new size. Shrinking drops what lay past the new end: growing again
+   * reads zeros there. Not for a differencing disk, whose size is its parent's (notes §5.10 step
+   * 4; Windows refuses to expand one: ExpandVirtualDisk "will invalidate a differencing chain").
+   */
+  | { type: 'resize'; virtualSizeBytes: number }
   | { type: 'crash' }
   /** A clean close: flushes, then closes. */
   | { type: 'close' };
@@ -167,6 +174,8 @@ export class DiskModel {
   private readonly sinceFlush = new Map<number, Allowed>();
   /** The writes and trims since the last flush, in order. */
   private readonly inFlightEvents: ModelEvent[] = [];
+  /** Touched units a shrink cut off (past the end now; zeros if the disk grows over them again). */
+  private readonly cutUnits = new Set<number>();
 
   constructor(private readonly patterns: UnitPatterns) {}
 
@@ -179,6 +188,7 @@ export class DiskModel {
     for (const [k, v] of this.durable) m.durable.set(k, v);
     for (const [k, v] of this.sinceFlush) m.sinceFlush.set(k, v);
     m.inFlightEvents.push(...this.inFlightEvents);
+    for (const u of this.cutUnits) m.cutUnits.add(u);
     return m;
   }
 
@@ -261,6 +271,28 @@ export class DiskModel {
         this.flush();
         this.state = 'closed';
         return;
+      case 'resize': {
+        this.requireWritable('resize');
+        if (this.params.parents?.length) throw new VhdxUsageError('virtualSizeBytes', 'resize: a differencing disk has its parent\'s virtual size');
+        const next = { ...this.params, virtualSizeBytes: event.virtualSizeBytes };
+        validateDiskParams(next);
+        this.flush();
+        const end = event.virtualSizeBytes / UNIT_BYTES;
+        for (const u of [...this.content.keys()]) {
+          if (u < end) continue;
+          this.content.delete(u);
+          this.durable.delete(u);
+          this.cutUnits.add(u);
+        }
+        // Grown back over what a shrink cut: those units must read zeros, so they stay checked.
+        for (const u of [...this.cutUnits]) {
+          if (u >= end) continue;
+          this.content.set(u, 0);
+          this.cutUnits.delete(u);
+        }
+        this.diskParams = next;
+        return;
+      }
       case 'crash':
         if (this.state === 'absent') throw new VhdxStateError('crash: the disk has not been created');
         this.crash();

@@ -55,6 +55,8 @@ export function validateScenario(v: unknown, where = 'scenario'): Scenario {
     const at = `${where}.events[${i}]`;
     if ((e.type === 'write' || e.type === 'read') && e.lengthBytes > MAX_WRITE_BYTES) throw new VhdxUsageError(at, `${at}: at most ${MAX_WRITE_BYTES} bytes per ${e.type}`);
     if (e.type === 'open' && e.mode !== 'rw') throw new VhdxUsageError(at, `${at}: writer scenarios open read-write`);
+    // qemu 7.2: `qemu-img resize` says "Image format driver does not support resize"; a converter has no sessions.
+    if (e.type === 'resize') throw new VhdxUsageError(at, `${at}: writer scenarios do not resize (no peer writer resizes a VHDX)`);
     try {
       model.apply(e);
     } catch (err) {
