@@ -99,6 +99,10 @@ export const SUITE_SAMPLE: readonly string[] = [
   'impl-dynamic-4096-1M',
   'impl-fixed-512-1M',
   'impl-trimmed',
+  'chain-grandchild', // exported with its parent and grandparent, read through the files
+  'chain-4k-child',
+  'resized-grown',
+  'resized-shrunk-regrown',
   'dirty-single-entry',
   'dirty-wrapped',
   'dirty-zero-descriptors',
@@ -127,7 +131,7 @@ export const SUITE_SAMPLE: readonly string[] = [
 async function corpusChecks(dir: string): Promise<CorpusCheck[]> {
   const { manifest, skipped } = await exportCorpus(dir, { ids: [...SUITE_SAMPLE], qemu: false });
   const checks: CorpusCheck[] = manifest.images.map((img) => {
-    const got = modelVerdict(fs.readFileSync(path.join(dir, img.file)), img.file).expectation;
+    const got = modelVerdict(fs.readFileSync(path.join(dir, img.file)), img.file, { imagePath: path.join(dir, img.file) }).expectation;
     const want = img.expect;
     const problems: string[] = [];
     if (got.errors.join() !== want.errors.join()) problems.push(`errors [${got.errors.join(', ')}], manifest [${want.errors.join(', ')}]`);

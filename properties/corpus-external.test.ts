@@ -8,7 +8,11 @@ import { runQemuRecipe } from '../harness/corpus/qemu';
 import { loadRecipes } from '../harness/corpus/recipes';
 import { tagProblems } from '../harness/corpus/tags';
 import { THIRD_PARTY_EXPECTATIONS, findThirdPartyDir, provenanceDigests } from '../harness/third-party';
-import { DigestV1, DIGEST_CHUNK_BYTES } from '../spec-model/digest';
+import { DigestV1, DIGEST_CHUNK_BYTES, digestV1 } from '../spec-model/digest';
+import { VhdxParentNotFoundError } from '../spec-model/format/errors';
+import { openOracle } from '../spec-model/read';
+import { FileSource } from '../spec-model/source';
+import { VhdxDisk } from '../impl';
 import { Command } from 'commander';
 import { registerCorpus } from '../cli/corpus';
 import { describeWithTools } from './support/tools';
@@ -16,7 +20,8 @@ import { describeWithTools } from './support/tools';
 /*
  * The corpus images we do not make byte-for-byte ourselves: the third-party files (decompressed
  * from ../shared and compared with PROVENANCE.md) and the qemu-made ones (regenerated with qemu,
- * checked by verdict and content, since qemu writes random GUIDs). And `corpus export`.
+ * checked by verdict and content, since qemu writes random GUIDs). And `corpus export`, chains
+ * included.
  */
 
 const ROOT = path.resolve(__dirname, '..');
@@ -111,6 +116,23 @@ describe('exportCorpus', () => {
     expect(JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'))).toEqual(r.manifest);
     for (const img of r.manifest.images) expect({ id: img.id, sha256: sha256Hex(fs.readFileSync(path.join(out, img.file))) }).toEqual({ id: img.id, sha256: img.sha256 });
     expect(fs.readdirSync(out).sort()).toEqual([...r.manifest.images.map((i) => i.file), 'manifest.json'].sort());
+  });
+
+  test('a child is exported with its chain, and reads through the files beside it as the manifest says', async () => {
+    const r = await exportCorpus(dir, { ids: ['chain-grandchild'], qemu: false, thirdParty: false });
+    expect(r.manifest.images.map((i) => [i.id, i.parent])).toEqual([['chain-base', undefined], ['chain-child', 'chain-base'], ['chain-grandchild', 'chain-child']]);
+    for (const img of r.manifest.images) {
+      const file = path.join(dir, img.file);
+      // the file-system chain this time: relative_path resolved against the exported folder
+      expect({ id: img.id, digest: digestV1(openOracle(new FileSource(file), { imagePath: file })) }).toEqual({ id: img.id, digest: img.expect.contentDigest });
+      const disk = VhdxDisk.openFile(file, { mode: 'ro' });
+      expect({ id: img.id, digest: digestV1(disk) }).toEqual({ id: img.id, digest: img.expect.contentDigest });
+      disk.close();
+    }
+    // without its parent beside it the child is "parent not found", not a format error
+    fs.rmSync(path.join(dir, 'chain-child.vhdx'));
+    const grandchild = path.join(dir, 'chain-grandchild.vhdx');
+    expect(() => openOracle(new FileSource(grandchild), { imagePath: grandchild })).toThrow(VhdxParentNotFoundError);
   });
 
   test('vhdx-conform corpus export --only writes the chosen images (the CLI wiring, in-process)', async () => {

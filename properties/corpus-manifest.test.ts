@@ -112,6 +112,18 @@ describe('corpus manifest', () => {
     for (const t of ['lss:512', 'lss:4096', 'bs:1MiB', 'bs:256MiB', 'type:fixed', 'type:dynamic', 'type:differencing']) expect({ t, n: withTag(t).length > 0 }).toEqual({ t, n: true });
   });
 
+  test('covers chains read through their parents (depth 3, and 4096-byte sectors with a dirty log) and resized disks', () => {
+    const byId = new Map(images.map((i) => [i.id, i]));
+    const depth = (i: ManifestImage): number => (i.parent === undefined ? 1 : 1 + depth(byId.get(i.parent)!));
+    const children = withTag('chain:child');
+    expect(Math.max(...children.map(depth))).toBeGreaterThanOrEqual(3);
+    expect(children.some((i) => i.tags.includes('lss:4096') && i.tags.includes('log:dirty'))).toBe(true);
+    for (const i of children) expect({ id: i.id, readable: i.expect.readable, type: i.parameters.type }).toEqual({ id: i.id, readable: true, type: 'differencing' });
+    const resized = withTag('resized');
+    expect(resized.some((i) => i.parameters.type === 'fixed')).toBe(true);
+    expect(resized.some((i) => i.expect.virtualSizeBytes > 4 * 2 ** 30)).toBe(true);
+  });
+
   test('covers logs: wrapped, dirty with one entry, several, zero descriptors; torn log writes', () => {
     for (const t of ['log:wrapped', 'log:dirty-single', 'log:dirty-several', 'log:zero-descriptor', 'log:torn', 'log:empty-entry']) expect({ t, n: withTag(t).length > 0 }).toEqual({ t, n: true });
     // The crash-captured ones come from impl's device events.
@@ -152,6 +164,8 @@ describe('validateManifest rejects malformed manifests with the image and field 
     ['unknown field', mutate((i) => { i.colour = 'red'; }), 'images[0].colour'],
     ['bad sha256', mutate((i) => { i.sha256 = 'abc'; }), 'sha256'],
     ['no origin source', mutate((i) => { i.origin = { writer: 'vhdx-conform', version: '0.1.0' }; }), 'origin'],
+    ['parent not listed before', mutate((i) => { i.parent = 'no-such-image'; }), 'parent'],
+    ['parent of a dynamic image', { schema: good.schema, images: [first, { ...good.images.find((i) => i.id === 'chain-base')!, parent: first.id }] }, 'parent'],
   ];
   test.each(cases)('%s', (_name, json, field) => {
     let err: unknown;

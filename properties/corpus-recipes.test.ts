@@ -1,15 +1,19 @@
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
+import { patternBytes } from '../harness/patterns';
 import { loadManifest } from '../harness/corpus';
 import { checkAgainstModel, layoutDigest, modelDigest, modelVerdict, sha256Hex } from '../harness/corpus/expect';
 import { ManifestImage } from '../harness/corpus/manifest';
 import { mutation } from '../harness/corpus/mutations';
-import { Recipe, loadRecipes, parseRecipe, runRecipe } from '../harness/corpus/recipes';
+import { Recipe, inChain, loadRecipes, parseRecipe, runRecipe } from '../harness/corpus/recipes';
 import { tagProblems } from '../harness/corpus/tags';
 import { judge } from '../harness/readers/matrix';
 import type { ReadResult } from '../harness/readers/types';
 import { MemoryDevice, VhdxDisk } from '../impl';
 import { digestV1 } from '../spec-model/digest';
 import { VhdxError, VhdxInternalError } from '../spec-model/format/errors';
+import { MemorySource } from '../spec-model/source';
 
 /*
  * Every recipe regenerated in memory: the bytes must be the manifest's (sha256), the spec model
@@ -39,8 +43,13 @@ describe('corpus recipes regenerate byte-for-byte and match their expectations',
     const out = runRecipe(recipe);
     expect({ id, sha256: sha256Hex(out.bytes) }).toEqual({ id, sha256: img.sha256 });
 
+    // A child is read through its chain: its ancestors beside it, as the corpus exports them.
+    expect({ id, parent: img.parent }).toEqual({ id, parent: recipe.parent });
+    const sources = out.ancestors && inChain(img.file, out.ancestors, (b, p) => new MemorySource(b, p));
+    const devices = out.ancestors ? inChain(img.file, out.ancestors, (b) => MemoryDevice.fromBytes(b)) : {};
+
     // The spec model, run now, says what the manifest says.
-    const v = modelVerdict(out.bytes, img.file);
+    const v = modelVerdict(out.bytes, img.file, sources);
     expect({ id, ...v.expectation, parentMissing: v.parentMissing }).toEqual({ id, ...expectationOf(img) });
     expect(tagProblems(img, v.inspect)).toEqual([]);
 
@@ -49,7 +58,7 @@ describe('corpus recipes regenerate byte-for-byte and match their expectations',
     for (const mode of ['ro', 'rw'] as const) {
       let result: ReadResult;
       try {
-        const disk = VhdxDisk.open(MemoryDevice.fromBytes(out.bytes), { mode });
+        const disk = VhdxDisk.open(MemoryDevice.fromBytes(out.bytes), { mode, ...devices });
         result = { kind: 'content', digest: digestV1(disk) };
       } catch (e) {
         if (!(e instanceof VhdxError) || e instanceof VhdxInternalError) throw e;
@@ -68,7 +77,7 @@ describe('corpus recipes regenerate byte-for-byte and match their expectations',
       // Exact content: compare digests; after a crash or a trim some units have several allowed values: check each unit.
       const exact = recipe.crash ? undefined : modelDigest(out.model);
       if (exact) expect({ id, digest: exact }).toEqual({ id, digest: img.expect.contentDigest });
-      else expect({ id, divergence: checkAgainstModel(out.bytes, out.model) }).toEqual({ id, divergence: undefined });
+      else expect({ id, divergence: checkAgainstModel(out.bytes, out.model, sources) }).toEqual({ id, divergence: undefined });
     }
     if (out.layout && !remaps) expect({ id, digest: layoutDigest(out.layout, img.expect.virtualSizeBytes) }).toEqual({ id, digest: img.expect.contentDigest });
   });
@@ -96,6 +105,7 @@ describe('recipes are data, checked as they are read', () => {
     ['an unknown builder option', { ...base, builder: { blockSize: 1 } }, /builder\.blockSize: unknown builder option/],
     ['a malformed event', { ...base, events: [{ type: 'write', offsetBytes: -1, lengthBytes: 512, seed: 1 }] }, /events\[0\]/],
     ['a crash without events', { ...base, builder: {}, crash: {} }, /a crash needs events/],
+    ['a parent on a builder recipe', { ...base, builder: {}, parent: 'y' }, /x\.parent|parent: expected the id of an events recipe/],
   ] as const)('rejects %s', (_name, json, message) => {
     expect(() => parseRecipe(json, 'r')).toThrow(message);
   });
@@ -103,6 +113,29 @@ describe('recipes are data, checked as they are read', () => {
   test('a crash may not cut before the last event began (the model would promise too much)', () => {
     const r = parseRecipe({ ...base, events: [create, { type: 'write', offsetBytes: 0, lengthBytes: 4096, seed: 3 }, { type: 'flush' }], crash: { cutAfterDeviceEvent: 1 } }, 'r');
     expect(() => runRecipe(r)).toThrow(/crash interrupts the last event/);
+  });
+
+  test('a child must have its parent\'s size and sectors, and its parent must be an events recipe listed before it', () => {
+    const parent = parseRecipe({ ...base, id: 'p', events: [create, { type: 'write', offsetBytes: 0, lengthBytes: 4096, seed: 3 }, { type: 'close' }] }, 'p');
+    const child = (params: object) => parseRecipe({ ...base, id: 'c', parent: 'p', events: [{ ...create, params: { ...create.params, ...params } }, { type: 'close' }] }, 'c');
+    const recipes = new Map([['p', parent]]);
+    expect(() => runRecipe(child({ virtualSizeBytes: 8 * 2 ** 20 }), recipes)).toThrow(/params\.virtualSizeBytes: a child has its parent's virtualSizeBytes/);
+    expect(() => runRecipe(child({ logicalSectorSizeBytes: 4096 }), recipes)).toThrow(/logicalSectorSizeBytes/);
+    expect(() => runRecipe(child({ fixed: true }), recipes)).toThrow(/a differencing child is not fixed/);
+    // a good one reads its parent's write through the chain, as the model says
+    const out = runRecipe(child({ blockSizeBytes: 2 * 2 ** 20 }), recipes);
+    expect(out.ancestors && [...out.ancestors.keys()]).toEqual(['p.vhdx']);
+    expect(out.model!.allowedAt(0)).toEqual([3]);
+    const disk = VhdxDisk.open(MemoryDevice.fromBytes(out.bytes), { mode: 'ro', ...inChain('c.vhdx', out.ancestors!, (b) => MemoryDevice.fromBytes(b)) });
+    expect(Buffer.from(disk.read(0, 4096)).equals(Buffer.from(patternBytes(3, 0, 4096)))).toBe(true);
+    disk.close();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vhdx-recipes-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'a.json'), JSON.stringify([{ ...base, id: 'c', parent: 'p', events: [create, { type: 'close' }] }, { ...base, id: 'p', events: [create, { type: 'close' }] }]));
+      expect(() => loadRecipes(dir)).toThrow(/c\.parent: 'p' is not an events recipe listed before it/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('events that leave the disk open need a crash', () => {

@@ -59,7 +59,7 @@ export interface OracleOptions {
   tolerateIdenticalHeaders?: boolean;
   /** Where to look for parents of differencing images: the child's path (for relative_path). */
   imagePath?: string;
-  /** Opens a parent candidate; default: a FileSource when the file exists. */
+  /** Opens a parent candidate; default: a FileSource when the path is absolute and the file exists. */
   openParent?: (candidatePath: string) => ByteSource | undefined;
   /** Chain depth guard (the spec sets none; loops are detected by path as well). */
   maxChainDepth?: number;
@@ -223,7 +223,8 @@ export function openOracle(source: ByteSource, options: OracleOptions = {}, dept
     const maxDepth = options.maxChainDepth ?? 16;
     if (depth >= maxDepth) fail('PL-14', `differencing chain deeper than ${maxDepth}`);
     const tried = parentCandidates(md.locator!, options.imagePath);
-    const open = options.openParent ?? ((p: string) => (fs.existsSync(p) && fs.statSync(p).isFile() ? new FileSource(p) : undefined));
+    // Only absolute paths: a relative_path not resolved against the child's folder (no imagePath) must not find a file in the working directory.
+    const open = options.openParent ?? ((p: string) => (path.isAbsolute(p) && fs.existsSync(p) && fs.statSync(p).isFile() ? new FileSource(p) : undefined));
     for (const candidate of tried) {
       if (seen.includes(candidate)) fail('PL-14', `differencing chain loops back to ${candidate}`);
       const ps = open(candidate);

@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { THIRD_PARTY_EXPECTATIONS, findThirdPartyDir } from '../third-party';
 import { modelVerdict, sha256Hex } from './expect';
-import { decompressThirdParty, loadManifest, writeSparse, recipeBytes, recipeEntry, thirdPartyEntry } from './index';
+import { decompressThirdParty, loadManifest, writeSparse, recipeBytes, recipeEntry, recipeOutput, thirdPartyEntry } from './index';
 import { MANIFEST_SCHEMA, Manifest, ManifestImage } from './manifest';
 import { qemuUnavailable } from './qemu';
 import { defaultRecipesDir, loadRecipes } from './recipes';
@@ -36,7 +36,7 @@ export function generateManifest(previous?: Manifest, log: (line: string) => voi
       log(`kept ${recipe.id} from the previous manifest: ${noQemu}`);
       continue;
     }
-    const entry = recipeEntry(recipe, recipeBytes(recipe));
+    const entry = recipeEntry(recipe, recipeOutput(recipe));
     // qemu images differ in their GUIDs on every run: keep the previous entry (and its sha256) when nothing else changed.
     const old = previous?.images.find((i) => i.id === recipe.id);
     const same = old && entry.reproducible === 'content' && JSON.stringify({ ...old, sha256: '' }) === JSON.stringify({ ...entry, sha256: '' });

@@ -3,7 +3,7 @@ import { DIGEST_CHUNK_BYTES, DigestV1, digestV1 } from '../../spec-model/digest'
 import { DiskModel } from '../../spec-model/disk-model';
 import { VhdxError, VhdxParentNotFoundError } from '../../spec-model/format/errors';
 import { InspectResult, inspect } from '../../spec-model/inspect';
-import { openOracle } from '../../spec-model/read';
+import { OracleOptions, openOracle } from '../../spec-model/read';
 import { MemorySource } from '../../spec-model/source';
 import { BuiltImage } from './build-image';
 import { ImageExpectation } from './manifest';
@@ -36,8 +36,9 @@ export function compareRuleIds(a: string, b: string): number {
  * Inspects the image and reads it with the oracle (strict: no tolerance for equal-sequence
  * headers, since the manifest states what the spec requires). `readable` is whether the oracle
  * reads the content; a differencing image whose parent is absent is unreadable with `parentMissing`.
+ * `chain` says where the image is and how its parents open (imagePath resolves relative_path).
  */
-export function modelVerdict(bytes: Uint8Array, name = 'image.vhdx'): ModelVerdict & { parentMissing: boolean } {
+export function modelVerdict(bytes: Uint8Array, name = 'image.vhdx', chain: Pick<OracleOptions, 'imagePath' | 'openParent'> = {}): ModelVerdict & { parentMissing: boolean } {
   const source = new MemorySource(bytes, name);
   const r = inspect(source);
   const errors = sortedRules(r, 'error');
@@ -45,7 +46,7 @@ export function modelVerdict(bytes: Uint8Array, name = 'image.vhdx'): ModelVerdi
   let contentDigest: string | undefined;
   let parentMissing = false;
   try {
-    contentDigest = digestV1(openOracle(source));
+    contentDigest = digestV1(openOracle(source, chain));
   } catch (e) {
     if (!(e instanceof VhdxError)) throw e;
     parentMissing = e instanceof VhdxParentNotFoundError;
@@ -85,8 +86,8 @@ export function modelDigest(model: DiskModel): string | undefined {
  * Checks the oracle's content of `bytes` against the model's allowed sets unit by unit (for crash
  * states, where the model allows several values). Returns the first divergence's message.
  */
-export function checkAgainstModel(bytes: Uint8Array, model: DiskModel): string | undefined {
-  const disk = openOracle(new MemorySource(bytes));
+export function checkAgainstModel(bytes: Uint8Array, model: DiskModel, chain: Pick<OracleOptions, 'imagePath' | 'openParent'> = {}): string | undefined {
+  const disk = openOracle(new MemorySource(bytes), chain);
   const size = model.virtualSizeBytes;
   if (disk.virtualSizeBytes !== size) return `virtual size ${disk.virtualSizeBytes} != model ${size}`;
   for (let offset = 0; offset < size; offset += DIGEST_CHUNK_BYTES) {

@@ -11,7 +11,7 @@ import { THIRD_PARTY_EXPECTATIONS, findThirdPartyDir } from '../third-party';
 import { modelVerdict, sha256Hex } from './expect';
 import { ImageParameters, MANIFEST_SCHEMA, Manifest, ManifestImage, WriterKind } from './manifest';
 import { qemuCommandText, qemuUnavailable, runQemuRecipe } from './qemu';
-import { Recipe, defaultRecipesDir, loadRecipes, runRecipe } from './recipes';
+import { Recipe, RecipeOutput, defaultRecipesDir, inChain, loadRecipes, recipeFile, runRecipe } from './recipes';
 import { validateManifest } from './validate';
 
 export * from './manifest';
@@ -36,9 +36,13 @@ export function loadManifest(file = defaultManifestPath()): Manifest {
   return validateManifest(JSON.parse(fs.readFileSync(file, 'utf8')));
 }
 
-/** The image a recipe makes (qemu recipes run qemu). */
+/** The image a recipe makes (qemu recipes run qemu), with its ancestors for a child. */
+export function recipeOutput(recipe: Recipe): Pick<RecipeOutput, 'bytes' | 'ancestors'> {
+  return recipe.qemu ? { bytes: runQemuRecipe(recipe) } : runRecipe(recipe);
+}
+
 export function recipeBytes(recipe: Recipe): Uint8Array {
-  return recipe.qemu ? runQemuRecipe(recipe) : runRecipe(recipe).bytes;
+  return recipeOutput(recipe).bytes;
 }
 
 /** Decompresses a third-party image (gzip in-process, bzip2 with the bzip2 tool). */
@@ -78,18 +82,21 @@ function recipeFallbackParameters(recipe: Recipe): ImageParameters {
 }
 
 /** A manifest entry for `bytes`, its expectations computed by the spec model (the corpus test checks them independently). */
-export function manifestEntry(base: Omit<ManifestImage, 'parameters' | 'expect' | 'sha256'>, bytes: Uint8Array, fallback: ImageParameters): ManifestImage {
-  const v = modelVerdict(bytes, base.file);
+export function manifestEntry(base: Omit<ManifestImage, 'parameters' | 'expect' | 'sha256'>, bytes: Uint8Array, fallback: ImageParameters, chain?: Parameters<typeof modelVerdict>[2]): ManifestImage {
+  const v = modelVerdict(bytes, base.file, chain);
   const expect = { ...v.expectation, ...(v.parentMissing ? { parentMissing: true } : {}) };
   return { ...base, parameters: parametersOf(v, fallback), expect, sha256: sha256Hex(bytes) };
 }
 
-export function recipeEntry(recipe: Recipe, bytes: Uint8Array): ManifestImage {
+export function recipeEntry(recipe: Recipe, out: Pick<RecipeOutput, 'bytes' | 'ancestors'>): ManifestImage {
   const qemu = recipe.qemu;
   const origin = qemu
     ? { writer: 'qemu' as WriterKind, version: qemu.version, recipe: recipe.id, command: qemuCommandText(recipe) }
     : { writer: 'vhdx-conform' as WriterKind, version: IMPL_VERSION, recipe: recipe.id };
-  const entry = manifestEntry({ id: recipe.id, file: `${recipe.id}.vhdx`, description: recipe.description, origin, tags: [...recipe.tags] }, bytes, recipeFallbackParameters(recipe));
+  const file = recipeFile(recipe.id);
+  const chain = out.ancestors && inChain(file, out.ancestors, (b, p) => new MemorySource(b, p));
+  const base = { id: recipe.id, file, description: recipe.description, origin, tags: [...recipe.tags], ...(recipe.parent !== undefined ? { parent: recipe.parent } : {}) };
+  const entry = manifestEntry(base, out.bytes, recipeFallbackParameters(recipe), chain);
   return qemu ? { ...entry, reproducible: 'content' } : entry;
 }
 
@@ -163,7 +170,10 @@ export async function exportCorpus(dir: string, options: ExportOptions = {}): Pr
   const full = loadManifest(options.manifestPath);
   const unknown = (options.ids ?? []).filter((id) => !full.images.some((i) => i.id === id));
   if (unknown.length > 0) throw new VhdxUsageError('ids', `no corpus image with id ${unknown.map((id) => `'${id}'`).join(', ')}`);
-  const manifest: Manifest = options.ids ? { ...full, images: full.images.filter((i) => options.ids!.includes(i.id)) } : full;
+  // a child is exported with its chain: its parent must be beside it to be read
+  const wanted = new Set(options.ids ?? full.images.map((i) => i.id));
+  for (const img of [...full.images].reverse()) if (wanted.has(img.id) && img.parent !== undefined) wanted.add(img.parent);
+  const manifest: Manifest = { ...full, images: full.images.filter((i) => wanted.has(i.id)) };
   const recipes = new Map(loadRecipes(defaultRecipesDir()).map((r) => [r.id, r]));
   const thirdPartyDir = options.thirdParty === false ? undefined : findThirdPartyDir();
   const noQemu = options.qemu === false ? 'qemu images not requested' : qemuUnavailable();

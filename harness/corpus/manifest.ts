@@ -65,6 +65,11 @@ export interface ManifestImage {
   readonly expect: ImageExpectation;
   /** SHA-256 of the image file as exported (recipes regenerate exactly these bytes). */
   readonly sha256: string;
+  /**
+   * A differencing image's parent: the id of another image of the manifest, listed before it, whose
+   * file the child's relative_path names in the same folder. `expect` is then what the chain reads.
+   */
+  readonly parent?: string;
   /** What the image covers, for the coverage test and for filtering: 'rule:BAT-4', 'state:PAYLOAD_BLOCK_ZERO', 'log:wrapped', 'hostile', ... */
   readonly tags: readonly string[];
   /**

@@ -1,5 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import * as posixPath from 'path/posix';
 import { MetadataEntryFlag } from '../../spec-model/format';
 import { VhdxUsageError } from '../../spec-model/format/errors';
 import { DiskModel } from '../../spec-model/disk-model';
@@ -17,6 +18,9 @@ import { guidN, mutation } from './mutations';
  *
  * - `events`: a disk-event list run through impl with GUIDs from `seededGuidSource(guidSeed)`
  *   and write data from harness/patterns (seeded), so the bytes are the same on every run;
+ * - `events` + `parent`: the same, but `create` makes a differencing child of another events
+ *   recipe's image (its relative_path names that image's file beside it, §2.6.2.6.3): the
+ *   corpus holds both, and the child's content is the fold of the chain;
  * - `events` + `crash`: the same, but a crash interrupts the last event: the device events of the
  *   last session (since its `create` or `open`) are cut and torn as the CrashChoice says
  *   (harness/crash CrashLog), never before the last event's first device event; an interrupted
@@ -63,6 +67,8 @@ export interface Recipe {
   readonly builder?: BuilderJson;
   readonly mutation?: string;
   readonly qemu?: QemuRecipe;
+  /** Events recipes: `create` makes a child of this recipe's image (the block and log sizes are the child's; the rest must be the parent's). */
+  readonly parent?: string;
 }
 
 export interface RecipeOutput {
@@ -71,14 +77,40 @@ export interface RecipeOutput {
   readonly model?: DiskModel;
   /** Builder recipes: the builder's layout (where it put each block), before any mutation. */
   readonly layout?: BuiltImage;
+  /** Children: the image of every ancestor, by file name (parent first). */
+  readonly ancestors?: ReadonlyMap<string, Uint8Array>;
 }
+
+/** The folder a recipe's chain is opened in (names only: the bytes are in memory). */
+const CHAIN_DIR = '/corpus';
+
+/** A recipe's image file name in the corpus. */
+export function recipeFile(id: string): string {
+  return `${id}.vhdx`;
+}
+
+/**
+ * How to open a chain member that lives in CHAIN_DIR, its ancestors found there by file name:
+ * `wrap` makes what the reader takes (a MemoryDevice for impl, a MemorySource for the oracle).
+ */
+export function inChain<T>(file: string, ancestors: ReadonlyMap<string, Uint8Array>, wrap: (bytes: Uint8Array, path: string) => T): { imagePath: string; openParent: (candidate: string) => T | undefined } {
+  return {
+    imagePath: `${CHAIN_DIR}/${file}`,
+    openParent: (candidate) => {
+      const bytes = posixPath.dirname(candidate) === CHAIN_DIR ? ancestors.get(posixPath.basename(candidate)) : undefined;
+      return bytes && wrap(bytes, candidate);
+    },
+  };
+}
+
+const asDevice = (bytes: Uint8Array): MemoryDevice => MemoryDevice.fromBytes(bytes);
 
 function fail(where: string, message: string): never {
   throw new VhdxUsageError(where, `${where}: ${message}`);
 }
 
 const BUILDER_KEYS = ['diskType', 'virtualSizeBytes', 'blockSizeBytes', 'logicalSectorSizeBytes', 'physicalSectorSizeBytes', 'fullBlocks', 'partialBlocks', 'fixedState', 'metadataRegionLengthBytes', 'batRegionLengthBytes', 'extraMetadata', 'userItemCount', 'parentLocator', 'parentLocatorType', 'required', 'creator'];
-const RECIPE_KEYS = ['id', 'description', 'tags', 'events', 'guidSeed', 'crash', 'builder', 'mutation', 'qemu'];
+const RECIPE_KEYS = ['id', 'description', 'tags', 'events', 'guidSeed', 'crash', 'builder', 'mutation', 'qemu', 'parent'];
 
 /** Parses one recipe, checking that exactly one source is given; event lists go through harness/events' validator. */
 export function parseRecipe(v: unknown, where: string): Recipe {
@@ -92,6 +124,7 @@ export function parseRecipe(v: unknown, where: string): Recipe {
   const sources = ['events', 'builder', 'qemu'].filter((k) => o[k] !== undefined);
   if (sources.length !== 1) fail(at, `needs exactly one of events, builder, qemu (got ${sources.join(', ') || 'none'})`);
   if (o.crash !== undefined && o.events === undefined) fail(`${at}.crash`, 'a crash needs events');
+  if (o.parent !== undefined && (typeof o.parent !== 'string' || o.events === undefined)) fail(`${at}.parent`, 'expected the id of an events recipe, on an events recipe');
   if (o.mutation !== undefined) {
     if (typeof o.mutation !== 'string') fail(`${at}.mutation`, 'expected a mutation name');
     mutation(o.mutation);
@@ -118,6 +151,12 @@ export function loadRecipes(dir: string): Recipe[] {
       seen.add(recipe.id);
       out.push(recipe);
     });
+  }
+  const byId = new Map(out.map((r) => [r.id, r]));
+  for (const r of out) {
+    // a parent is listed before its child, so the manifest (in recipe order) does too
+    const p = r.parent === undefined ? undefined : byId.get(r.parent);
+    if (r.parent !== undefined && (!p || !p.events || p.crash || p.mutation || out.indexOf(p) > out.indexOf(r))) fail(`${r.id}.parent`, `'${r.parent}' is not an events recipe listed before it (without crash or mutation)`);
   }
   return out;
 }
@@ -157,7 +196,7 @@ function deviceBytes(dev: BlockDevice): Uint8Array {
  * `crash` recipe then builds its crash state over the last session's events. Reads are skipped
  * (they change nothing); a `crash` event inside the list is not supported (one crash, at the end).
  */
-function runEvents(recipe: Recipe): RecipeOutput {
+function runEvents(recipe: Recipe, parent?: RecipeOutput & { file: string }): RecipeOutput {
   const events = recipe.events!;
   const guidSeed = recipe.guidSeed ?? 1;
   let dev = new MemoryDevice();
@@ -165,7 +204,10 @@ function runEvents(recipe: Recipe): RecipeOutput {
   let recorded: ImplDeviceEvent[] = [];
   let disk: VhdxDisk | undefined;
   let sessions = 0;
-  const model = new DiskModel(PATTERNS);
+  // A child starts as its parent's content, durable (the model of a chain is the fold of its layers).
+  const model = parent ? parent.model!.clone() : new DiskModel(PATTERNS);
+  const ancestors = parent && new Map([[parent.file, parent.bytes], ...(parent.ancestors ?? [])]);
+  const chain = ancestors ? inChain(recipeFile(recipe.id), ancestors, asDevice) : {};
   // The crash interrupts the last event: the device events before it all happened, so the cut must not be earlier.
   let minCut = 0;
   events.forEach((e, i) => {
@@ -182,7 +224,8 @@ function runEvents(recipe: Recipe): RecipeOutput {
         const rec = new RecordingDevice(dev, recorded);
         // Each session gets its own deterministic GUIDs (a reused source would repeat them).
         const guidSource = seededGuidSource(guidSeed + 1000 * sessions++);
-        disk = e.type === 'create' ? VhdxDisk.create(rec, toImplParams(e.params, guidSeed)) : VhdxDisk.open(rec, { mode: e.mode, guidSource });
+        if (e.type === 'create' && parent) disk = createChild(rec, e.params, parent, seededGuidSource(guidSeed), where);
+        else disk = e.type === 'create' ? VhdxDisk.create(rec, toImplParams(e.params, guidSeed)) : VhdxDisk.open(rec, { mode: e.mode, guidSource, ...chain });
         break;
       }
       case 'write':
@@ -194,6 +237,9 @@ function runEvents(recipe: Recipe): RecipeOutput {
       case 'flush':
         disk!.flush();
         break;
+      case 'resize':
+        disk!.resize(e.virtualSizeBytes);
+        break;
       case 'close':
         disk!.close();
         disk = undefined;
@@ -204,11 +250,12 @@ function runEvents(recipe: Recipe): RecipeOutput {
         fail(where, 'put the crash in the recipe\'s "crash" field (one crash, after the last event)');
     }
     // A flush the crash interrupts did not complete: the model must not promise its durability.
-    if (!(recipe.crash && i === events.length - 1 && e.type === 'flush')) model.apply(e);
+    if (e.type === 'create' && parent) model.apply({ type: 'open', mode: 'rw' });
+    else if (!(recipe.crash && i === events.length - 1 && e.type === 'flush')) model.apply(e);
   });
   if (!recipe.crash) {
     if (disk) fail(recipe.id, 'the events leave the disk open: end with close, or give a crash');
-    return { bytes: deviceBytes(dev), model };
+    return { bytes: deviceBytes(dev), model, ancestors };
   }
   if (!disk) fail(`${recipe.id}.crash`, 'the disk is closed: a crash needs an open session');
   const cut = recipe.crash.cutAfterDeviceEvent ?? recorded.length;
@@ -217,13 +264,36 @@ function runEvents(recipe: Recipe): RecipeOutput {
   const state = new CrashLog(sessionStart, recorded).crashState(recipe.crash);
   const out = new Uint8Array(state.image.sizeBytes);
   state.image.readInto(0, out);
-  return { bytes: out, model };
+  return { bytes: out, model, ancestors };
 }
 
-/** Regenerates a recipe's image (not qemu recipes: harness/corpus/qemu.ts runs those). */
-export function runRecipe(recipe: Recipe): RecipeOutput {
+/** A differencing child of `parent` (opened read-only through its own chain), whose relative_path names the parent's file. */
+function createChild(device: BlockDevice, params: DiskParams, parent: RecipeOutput & { file: string }, guidSource: ReturnType<typeof seededGuidSource>, where: string): VhdxDisk {
+  const p = parent.model!.params;
+  for (const k of ['virtualSizeBytes', 'logicalSectorSizeBytes', 'physicalSectorSizeBytes'] as const) {
+    if (params[k] !== p[k]) fail(`${where}.params.${k}`, `a child has its parent's ${k} (${p[k]}), got ${params[k]}`);
+  }
+  if (params.fixed) fail(`${where}.params.fixed`, 'a differencing child is not fixed');
+  const ro = VhdxDisk.open(MemoryDevice.fromBytes(parent.bytes), { mode: 'ro', ...inChain(parent.file, parent.ancestors ?? new Map(), asDevice) });
+  try {
+    return VhdxDisk.createDifferencing(device, ro, { blockSizeBytes: params.blockSizeBytes, logSizeBytes: params.logSizeBytes, relativePath: `.\\${parent.file}`, guidSource });
+  } finally {
+    ro.close();
+  }
+}
+
+/**
+ * Regenerates a recipe's image (not qemu recipes: harness/corpus/qemu.ts runs those). A child's
+ * parent is looked up in `recipes` (default: the corpus's own) and regenerated first.
+ */
+export function runRecipe(recipe: Recipe, recipes?: ReadonlyMap<string, Recipe>): RecipeOutput {
   let out: RecipeOutput;
-  if (recipe.events) out = runEvents(recipe);
+  if (recipe.events && recipe.parent !== undefined) {
+    const all = recipes ?? new Map(loadRecipes(defaultRecipesDir()).map((r) => [r.id, r]));
+    const parentRecipe = all.get(recipe.parent);
+    if (!parentRecipe) fail(`${recipe.id}.parent`, `no recipe '${recipe.parent}'`);
+    out = runEvents(recipe, { ...runRecipe(parentRecipe, all), file: recipeFile(parentRecipe.id) });
+  } else if (recipe.events) out = runEvents(recipe);
   else if (recipe.builder) {
     const layout = buildImage(builderOptions(recipe.builder));
     out = { bytes: layout.bytes.slice(), layout };

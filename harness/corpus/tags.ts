@@ -19,7 +19,9 @@ import { ManifestImage } from './manifest';
  *   header:one-updated    both valid, the non-current one differs beyond SequenceNumber (HDR-22)
  *   header:both-updated   both valid, sequence numbers one apart, otherwise alike
  *   parent-missing    a differencing image whose parent is not in the corpus
- *   hostile, crash, third-party, writer:W   descriptive (checked elsewhere or not checkable)
+ *   chain:child       a differencing image read through its parent in the corpus (`parent`)
+ *   hostile, crash, third-party, writer:W, resized   descriptive (checked elsewhere or not checkable:
+ *                     nothing in a file says its size was changed)
  */
 
 function stateOf(name: string): number | undefined {
@@ -79,10 +81,14 @@ export function tagProblems(img: ManifestImage, r: InspectResult): string[] {
       case 'parent-missing':
         ok = r.diskType === 'differencing' && img.expect.parentMissing === true;
         break;
+      case 'chain':
+        ok = value === 'child' && r.diskType === 'differencing' && img.parent !== undefined && img.expect.readable;
+        break;
       case 'hostile':
       case 'crash':
       case 'third-party':
       case 'writer':
+      case 'resized':
         break;
       default:
         ok = false;

@@ -18,7 +18,7 @@ export class ManifestError extends VhdxUsageError {
 }
 
 const WRITERS: readonly WriterKind[] = ['vhdx-conform', 'qemu', 'hyper-v', 'disk2vhd', 'mkimg', 'other'];
-const IMAGE_KEYS = ['id', 'file', 'description', 'origin', 'parameters', 'expect', 'sha256', 'tags', 'reproducible'];
+const IMAGE_KEYS = ['id', 'file', 'description', 'origin', 'parameters', 'expect', 'sha256', 'tags', 'reproducible', 'parent'];
 const ORIGIN_KEYS = ['writer', 'version', 'recipe', 'command', 'thirdPartyFile', 'provenance'];
 const PARAM_KEYS = ['type', 'virtualSizeBytes', 'blockSizeBytes', 'logicalSectorSizeBytes', 'physicalSectorSizeBytes', 'logSizeBytes'];
 const EXPECT_KEYS = ['conformant', 'errors', 'warnings', 'readable', 'needsReplay', 'virtualSizeBytes', 'contentDigest', 'parentMissing', 'tolerantContentDigest'];
@@ -51,6 +51,10 @@ export function validateManifest(json: unknown): Manifest {
     str(img, id, 'description');
     if (!/^[0-9a-f]{64}$/.test(str(img, id, 'sha256'))) throw new ManifestError(id, 'sha256', 'expected 64 lowercase hex digits');
     if (img.reproducible !== undefined && img.reproducible !== 'bytes' && img.reproducible !== 'content') throw new ManifestError(id, 'reproducible', "expected 'bytes' or 'content'");
+    if (img.parent !== undefined) {
+      if (typeof img.parent !== 'string' || !ids.has(img.parent) || img.parent === id) throw new ManifestError(id, 'parent', `expected the id of an image listed before it, got ${JSON.stringify(img.parent)}`);
+      if ((img.parameters as Obj | undefined)?.type !== 'differencing') throw new ManifestError(id, 'parent', 'only a differencing image has a parent');
+    }
     checkOrigin(img, id);
     checkParameters(img, id);
     checkExpect(img, id);
