@@ -146,9 +146,10 @@ describe('vhdx-conform reader', () => {
     const json = JSON.parse(fs.readFileSync(path.join(report, 'reader.json'), 'utf8'));
     expect(json.ok).toBe(true);
     expect(json.cells).toHaveLength(corpus.manifest.images.length * 3);
-    expect(fs.readFileSync(path.join(report, 'reader.junit.xml'), 'utf8')).toMatch(/tests="27" failures="0"/);
+    const n = corpus.manifest.images.length;
+    expect(fs.readFileSync(path.join(report, 'reader.junit.xml'), 'utf8')).toContain(`tests="${n * 3}" failures="0"`);
     expect(fs.readFileSync(path.join(report, 'reader.html'), 'utf8')).toMatch(/^<!DOCTYPE html>/);
-    expect(String(out.mock.calls[0][0])).toMatch(/9 images x 3 available readers: every reader agrees/);
+    expect(String(out.mock.calls[0][0])).toContain(`${n} images x 3 available readers: every reader agrees`);
   });
 
   test('exit 1 on a disagreement: a reader that returns the file itself accepts broken images and reads wrong content', async () => {
@@ -162,7 +163,8 @@ describe('vhdx-conform reader', () => {
     const report = path.join(work, 'report-missing');
     expect(await runReaderCommand({ adapter: 'oracle,cmd:vhdx-conform-no-such-tool {vhdx}', corpus: corpus.dir, report, timeout: '60' })).toBe(2);
     const xml = fs.readFileSync(path.join(report, 'reader.junit.xml'), 'utf8');
-    expect(xml).toMatch(/<testsuite name="reader cmd:&apos;vhdx-conform-no-such-tool \{vhdx\}&apos;" tests="9" failures="0" skipped="9">/);
+    const n = corpus.manifest.images.length;
+    expect(xml).toContain(`<testsuite name="reader cmd:&apos;vhdx-conform-no-such-tool {vhdx}&apos;" tests="${n}" failures="0" skipped="${n}">`);
     expect(err.mock.calls.flat().join('\n')).toMatch(/was asked for but is unavailable/);
   });
 
@@ -170,8 +172,8 @@ describe('vhdx-conform reader', () => {
     const s = await readerMatrixSection(corpus.dir, [oracle, commandReader('vhdx-conform-no-such-tool {vhdx}')]);
     expect(s.ok).toBe(true);
     expect(s.unavailable).toEqual([{ reader: "cmd:'vhdx-conform-no-such-tool {vhdx}'", reason: 'vhdx-conform-no-such-tool not found on PATH' }]);
-    expect(s.rows.filter((r) => r.verdict === 'unavailable')).toHaveLength(9);
-    expect(s.rows.filter((r) => r.verdict === 'agrees')).toHaveLength(9);
+    expect(s.rows.filter((r) => r.verdict === 'unavailable')).toHaveLength(corpus.manifest.images.length);
+    expect(s.rows.filter((r) => r.verdict === 'agrees')).toHaveLength(corpus.manifest.images.length);
   });
 });
 

@@ -44,6 +44,8 @@ const PEERS: Record<string, Peer> = {
     make: () => qemuReader({ timeoutMs: 60_000 }),
     observed: {
       'dynamic-1m-4k': { verdict: 'refused-good', why: 'qemu does not support 4096-byte logical sectors ("Operation not supported")' },
+      'child-relative': { verdict: 'refused-good', why: 'qemu does not open differencing VHDX images at all ("Operation not supported")' },
+      'child-win32': { verdict: 'refused-good', why: 'qemu does not open differencing VHDX images at all ("Operation not supported")' },
       'dirty-log': {
         verdict: 'agrees',
         why: 'qemu-img convert refuses a dirty image (read-only open); a read-write open replays the log correctly',
@@ -58,6 +60,7 @@ const PEERS: Record<string, Peer> = {
     observed: {
       'dirty-log': { verdict: 'wrong-content', why: 'libvhdi does not replay the log: it returns the stale content without a word', check: showsStaleContent('dirty-log') },
       'broken-headers': { verdict: 'accepted-broken', why: 'libvhdi does not verify header checksums: it opens a file with no valid header' },
+      'child-relative': { verdict: 'refused-good', why: 'libvhdi names a parent only from absolute_win32_path; a locator with relative_path alone (enough by PL-15) leaves it without one' },
     },
   },
   '7zip': {
@@ -73,6 +76,7 @@ const PEERS: Record<string, Peer> = {
       'log-header-damaged': { verdict: 'refused-good', why: '7-Zip refuses a file whose non-current header has a bad checksum instead of using the valid one' },
       'header1-damaged': { verdict: 'refused-good', why: '7-Zip refuses a file whose header 1 has a bad checksum instead of using header 2' },
       'header2-damaged': { verdict: 'refused-good', why: '7-Zip refuses a file whose header 2 has a bad checksum instead of using header 1' },
+      'odd-sectors': { verdict: 'refused-good', why: '7-Zip tests VirtualDiskSize against the bit of the logical sector size instead of its low bits (VhdxHandler.cpp): a disk of an odd number of sectors, legal by §2.6.2.2, does not open' },
     },
   },
 };

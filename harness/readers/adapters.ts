@@ -4,6 +4,7 @@ import { spawnSync } from 'child_process';
 import { IMPL_VERSION, VhdxDisk } from '../../impl';
 import { DIGEST_CHUNK_BYTES, digestV1 } from '../../spec-model/digest';
 import { VhdxError, VhdxFormatError, VhdxInternalError, VhdxUsageError } from '../../spec-model/format/errors';
+import { inspectChain } from '../../spec-model/inspect/chain';
 import { openOracle } from '../../spec-model/read';
 import { FileSource } from '../../spec-model/source';
 import { SYSTEM_PYTHON, debianPackageOf, toolVersion } from '../tools';
@@ -46,6 +47,21 @@ function digestDisk(disk: VhdxDisk): string {
 
 const always = (version: string): Availability => ({ ok: true, version });
 
+/**
+ * Copies an image for a tool that may write to it. A differencing image's parents that lie beside
+ * it (as in an exported corpus) are copied beside the copy under their own names, so that its
+ * relative_path still finds them; parents elsewhere are left where they are.
+ */
+export function copyWithParents(imagePath: string, copy: string): void {
+  fs.copyFileSync(imagePath, copy);
+  const folder = path.dirname(path.resolve(imagePath));
+  for (const layer of inspectChain(imagePath).layers.slice(1)) {
+    if (path.dirname(path.resolve(layer.path)) !== folder) break;
+    const target = path.join(path.dirname(copy), path.basename(layer.path));
+    if (!fs.existsSync(target)) fs.copyFileSync(layer.path, target);
+  }
+}
+
 /** impl opened read-only (a dirty log replayed in memory), or read-write on a copy (replayed by writing, as a driver would). */
 function implReader(mode: 'ro' | 'rw'): ReaderAdapter {
   return {
@@ -59,7 +75,8 @@ function implReader(mode: 'ro' | 'rw'): ReaderAdapter {
           file = path.join(scratchDir, 'impl-rw.vhdx');
           fs.copyFileSync(imagePath, file);
         }
-        const disk = VhdxDisk.openFile(file, { mode });
+        // The copy stands in for the image: a child's parents are found from where the image is (and opened read-only).
+        const disk = VhdxDisk.openFile(file, { mode, imagePath });
         try {
           return { kind: 'content', digest: digestDisk(disk) };
         } finally {
@@ -114,7 +131,7 @@ export function qemuReader(o: AdapterOptions = {}): ReaderAdapter {
     async read(imagePath, scratchDir) {
       const copy = path.join(scratchDir, 'qemu-copy.vhdx');
       const raw = path.join(scratchDir, 'qemu.raw');
-      fs.copyFileSync(imagePath, copy);
+      copyWithParents(imagePath, copy);
       const convert = () => runTool('qemu-img', ['convert', '-f', 'vhdx', '-O', 'raw', copy, raw], { timeoutMs, digestStdout: false });
       let r = await convert();
       let note = '';
@@ -135,11 +152,26 @@ export function qemuReader(o: AdapterOptions = {}): ReaderAdapter {
   };
 }
 
-/** The libvhdi script: the virtual disk to stdout in 1 MiB reads; any failure is a traceback and status 1. */
+/**
+ * The libvhdi script: the virtual disk to stdout in 1 MiB reads; any failure is a traceback and
+ * status 1. A differencing image gets its parent the way libvhdi's own vhdimount finds it: the
+ * file name libvhdi reports (from absolute_win32_path only), looked up beside the child.
+ */
 export const PYVHDI_SCRIPT = [
-  'import sys, pyvhdi',
-  'f = pyvhdi.file()',
-  'f.open(sys.argv[1])',
+  'import os, sys, pyvhdi',
+  'opened = []',
+  'def open_chain(p, depth=0):',
+  '    f = pyvhdi.file()',
+  '    f.open(p)',
+  '    if f.get_disk_type() == 4:',
+  '        name = f.get_parent_filename()',
+  '        if not name: sys.exit("libvhdi reports no parent file name for %s (it reads absolute_win32_path only)" % p)',
+  '        if depth > 16: sys.exit("chain deeper than 16")',
+  "        parent = open_chain(os.path.join(os.path.dirname(p), name.replace('\\\\', '/').split('/')[-1]), depth + 1)",
+  '        opened.append(parent)  # set_parent keeps no reference: the parent must outlive it here',
+  '        f.set_parent(parent)',
+  '    return f',
+  'f = open_chain(sys.argv[1])',
   'size = f.get_media_size()',
   'out = sys.stdout.buffer',
   'off = 0',
@@ -226,7 +258,7 @@ export function commandReader(template: string, o: AdapterOptions = {}): ReaderA
     async read(imagePath, scratchDir) {
       const copy = path.join(scratchDir, 'image' + (path.extname(imagePath) || '.vhdx'));
       const raw = path.join(scratchDir, 'disk.raw');
-      fs.copyFileSync(imagePath, copy);
+      copyWithParents(imagePath, copy);
       const args = words.map((w) => w.replace(/\{vhdx\}/g, copy).replace(/\{raw\}/g, raw));
       const r = await runTool(args[0], args.slice(1), { timeoutMs, digestStdout: !usesRaw, cwd: scratchDir });
       const name = words[0];

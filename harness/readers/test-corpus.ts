@@ -50,6 +50,8 @@ interface Built {
   stale?: Uint8Array;
   recipe: string;
   tags: string[];
+  /** A differencing image: its parent (built before it, beside it in the folder). */
+  parent?: Built;
 }
 
 function applyWrites(content: Uint8Array, writes: readonly Write[]): void {
@@ -214,9 +216,34 @@ function buildAll(): Built[] {
       tags: ['header:damaged', `header:damaged-slot-${slot + 1}`],
     });
   }
+  const odd: VhdxCreateOptions = { virtualSizeBytes: 8 * MiB + 512, blockSizeBytes: 1 * MiB, logicalSectorSizeBytes: 512 };
+  const oddImage = cleanImage(odd, [{ offsetBytes: 8 * MiB - 512, lengthBytes: 1024, seed: 51 }], 500);
+  out.push({ id: 'odd-sectors', description: 'dynamic, 8 MiB + 512 bytes: an odd number of logical sectors (legal: a multiple of the sector size, §2.6.2.2); data in its last two sectors', params: odd, ...oddImage, recipe: 'impl create --size 8389120 + 1 write + close', tags: ['dynamic', 'sector:512'] });
+
+  const dynamic = out[0];
+  out.push(childImage('child-relative', dynamic, {}, 600, 'differencing child of dynamic-1m-512 (2 MiB blocks) whose locator has relative_path only, as PL-15 allows; sectors over and beside the parent\'s data'));
+  out.push(childImage('child-win32', dynamic, { absoluteWin32Path: '\\\\?\\C:\\vms\\dynamic-1m-512.vhdx' }, 700, 'the same child with absolute_win32_path too (\\\\?\\C:\\vms\\dynamic-1m-512.vhdx), the form PL-20 asks for'));
   out.push({ id: 'broken-region-tables', description: 'both region table copies have a wrong checksum: the BAT and metadata cannot be located', params: DYNAMIC, bytes: corruptChecksums(dyn.bytes, REGION_TABLE_OFFSETS_BYTES), recipe: 'dynamic-1m-512 with both region table CRCs flipped', tags: ['broken'] });
   out.push({ id: 'broken-headers', description: 'both headers have a wrong checksum: there is no current header', params: DYNAMIC, bytes: corruptChecksums(dyn.bytes, HEADER_OFFSETS_BYTES), recipe: 'dynamic-1m-512 with both header CRCs flipped', tags: ['broken'] });
   return out;
+}
+
+const CHILD_WRITES: Write[] = [
+  { offsetBytes: 32 * 1024, lengthBytes: 64 * 1024, seed: 61 },
+  { offsetBytes: 5 * MiB + 512, lengthBytes: 4096, seed: 62 },
+];
+
+/** A differencing child of `parent` (relative_path `.\\<parent>.vhdx`, plus `locator`), written with CHILD_WRITES. */
+function childImage(id: string, parent: Built, locator: { absoluteWin32Path?: string }, guidSeed: number, description: string): Built {
+  const dev = new MemoryDevice();
+  const ro = VhdxDisk.open(MemoryDevice.fromBytes(parent.bytes), { mode: 'ro' });
+  const disk = VhdxDisk.createDifferencing(dev, ro, { blockSizeBytes: 2 * MiB, relativePath: `.\\${parent.id}.vhdx`, ...locator, guidSource: seededGuidSource(guidSeed), creator: `vhdx-conform ${IMPL_VERSION} reader test corpus` });
+  writeAll(disk, CHILD_WRITES);
+  disk.close();
+  ro.close();
+  const content = parent.content!.slice();
+  applyWrites(content, CHILD_WRITES);
+  return { id, description, params: { ...parent.params, type: 'differencing', blockSizeBytes: 2 * MiB }, bytes: dev.snapshot(), content, recipe: `impl create --parent ${parent.id} + ${CHILD_WRITES.length} writes + close`, tags: ['differencing'], parent };
 }
 
 function expectationOf(b: Built): ManifestImage['expect'] {
@@ -225,7 +252,9 @@ function expectationOf(b: Built): ManifestImage['expect'] {
   const errors = rules('error');
   let contentDigest: string | undefined;
   if (r.readable) {
-    contentDigest = digestV1(openOracle(new MemorySource(b.bytes, b.id)));
+    // a child's parent sits beside it, under its id
+    const openParent = (candidate: string) => (b.parent && path.basename(candidate) === `${b.parent.id}.vhdx` ? new MemorySource(b.parent.bytes, candidate) : undefined);
+    contentDigest = digestV1(openOracle(new MemorySource(b.bytes, b.id), { imagePath: `/test-corpus/${b.id}.vhdx`, openParent }));
     // The builder's own account of what it wrote must agree with the oracle.
     if (!b.content || contentDigest !== digestBytes(b.content)) throw new VhdxInternalError(`test corpus: ${b.id}: the oracle reads ${contentDigest}, the builder wrote ${b.content ? digestBytes(b.content) : 'nothing readable'}`);
   } else if (b.content) throw new VhdxInternalError(`test corpus: ${b.id} was meant to be readable but inspect says: ${r.unreadableReasons.join('; ')}`);
@@ -264,6 +293,7 @@ export function buildTestCorpus(dir: string): TestCorpus {
       expect: expectationOf(b),
       sha256: createHash('sha256').update(b.bytes).digest('hex'),
       tags: b.tags,
+      ...(b.parent ? { parent: b.parent.id } : {}),
     });
   }
   const manifest: Manifest = { schema: MANIFEST_SCHEMA, images };
