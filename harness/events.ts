@@ -52,6 +52,7 @@ export type DiskEvent =
   | { type: 'trim'; offsetBytes: number; lengthBytes: number }
   | { type: 'flush' }
   | { type: 'resize'; virtualSizeBytes: number }
+  | { type: 'merge' }
   | { type: 'crash'; choice: CrashChoice }
   | { type: 'close' };
 
@@ -73,6 +74,7 @@ export const disk = {
   trim: (offsetBytes: number, lengthBytes: number): DiskEvent => ({ type: 'trim', offsetBytes, lengthBytes }),
   flush: (): DiskEvent => ({ type: 'flush' }),
   resize: (virtualSizeBytes: number): DiskEvent => ({ type: 'resize', virtualSizeBytes }),
+  merge: (): DiskEvent => ({ type: 'merge' }),
   crash: (choice: CrashChoice = {}): DiskEvent => ({ type: 'crash', choice }),
   close: (): DiskEvent => ({ type: 'close' }),
 };
@@ -216,6 +218,7 @@ export function diskEventFromJson(v: Json, where = 'event'): DiskEvent {
       return { type, choice: parseCrashChoice(required(asObject(v, where, ['type', 'choice']), 'choice', where), `${where}.choice`) };
     case 'flush':
     case 'close':
+    case 'merge':
       asObject(v, where, ['type']);
       return { type };
     default:

@@ -12,6 +12,8 @@ import { PropertyId, PropertyViolation, RunStats, RunnerOptions, ScenarioRunner 
 
 interface CmdModel {
   mode: 'rw' | 'ro';
+  /** Parents under the disk under test (merges take them away one by one). */
+  depth: number;
 }
 
 type Cmd = fc.Command<CmdModel, ScenarioRunner>;
@@ -139,7 +141,7 @@ class ResizeCmd implements Cmd {
     readonly sectors: number,
   ) {}
   check(m: Readonly<CmdModel>): boolean {
-    return m.mode === 'rw';
+    return m.mode === 'rw' && m.depth === 0;
   }
   run(_m: CmdModel, r: ScenarioRunner): void {
     const lss = r.model.logicalSectorSizeBytes;
@@ -165,6 +167,23 @@ class ResizeCmd implements Cmd {
   }
 }
 
+/** Close, merge the disk into its parent (which becomes the disk under test), reopen read-write. */
+class MergeCmd implements Cmd {
+  check(m: Readonly<CmdModel>): boolean {
+    return m.depth > 0;
+  }
+  run(m: CmdModel, r: ScenarioRunner): void {
+    r.step({ type: 'close' });
+    r.step({ type: 'merge' });
+    r.step({ type: 'open', mode: 'rw' });
+    m.mode = 'rw';
+    m.depth--;
+  }
+  toString(): string {
+    return 'merge';
+  }
+}
+
 /** Past what a 1 MiB BAT region describes with 1 MiB blocks (131,072 entries): the BAT has to move. */
 const HUGE_BYTES = 200 * 1024 * MiB;
 /** Generated disks stay far below the spec's 64 TiB (scenarios only grow them a few times). */
@@ -179,8 +198,8 @@ export interface ScenarioShape {
   maxCommands: number;
   /** Include log-filling bursts. */
   bursts?: boolean;
-  /** Include resizes (not for differencing disks, whose size is their parent's). */
-  resizes?: boolean;
+  /** Include resizes (of disks without a parent: a differencing disk has its parent's size) and merges (of differencing disks). */
+  reshapes?: boolean;
   /**
    * Sometimes use a wide disk (160 GiB, 1 MiB blocks) with commits that dirty more BAT sectors than
    * one log holds, so that a single flush must drain the log between entries (§5.5 step 4, LOG-23).
@@ -263,10 +282,11 @@ export function commandsArb(params: CreateParams, shape: ScenarioShape): fc.Arbi
     const flushedWrite = fc.tuple(region, seed).map(([r, s]) => new BurstCmd([{ ...r, seed: s }]));
     arbs.push(crash, crash, flushedWrite, flushedWrite);
   }
-  if (shape.resizes && !params.parents?.length) {
+  if (shape.reshapes) {
     const sectors = fc.integer({ min: 1, max: Math.max(1, (3 * params.blockSizeBytes) / params.logicalSectorSizeBytes) });
     const kinds = fc.constantFrom<ResizeCmd['kind']>(...(params.fixed ? (['grow', 'shrinkRegrow'] as const) : (['grow', 'shrinkRegrow', 'shrinkRegrow', 'huge'] as const)));
     arbs.push(fc.tuple(kinds, sectors).map(([k, n]) => new ResizeCmd(k, n)));
+    if (params.parents?.length) arbs.push(fc.constant(new MergeCmd()));
   }
   if (shape.wide && params.virtualSizeBytes === WIDE_PARAMS.virtualSizeBytes && params.blockSizeBytes === WIDE_PARAMS.blockSizeBytes) {
     arbs.push(fc.tuple(fc.integer({ min: 200, max: 319 }), seed).map(([n, s]) => new WideCommitCmd(n, s)));
@@ -299,13 +319,13 @@ export function faultArb(): fc.Arbitrary<FaultPlan> {
 }
 
 export const PROPERTIES: readonly PropertyDef[] = [
-  { id: 'READ', title: 'every read from impl equals the model', shape: { crashes: false, maxCommands: 40, bursts: true, resizes: true }, options: {}, runs: 40 },
-  { id: 'ORACLE', title: 'the oracle reader reads what the driver wrote, after every close and reopen', shape: { crashes: true, maxCommands: 25, resizes: true }, options: { oracle: true }, runs: 25 },
-  { id: 'CRC', title: 'every flush point and crash state has valid checksums and no error finding', shape: { crashes: true, maxCommands: 20, resizes: true }, options: { checkFlushPoints: true }, runs: 20 },
-  { id: 'HEADER', title: 'header alternation and log ordering over the device events', shape: { crashes: true, maxCommands: 25, wide: true, resizes: true }, options: { headers: true }, runs: 30 },
-  { id: 'CRASH', title: 'every crash point reopens with every unit in its allowed set', shape: { crashes: true, maxCommands: 20, bursts: true, resizes: true }, options: { enumerateCrashes: true }, runs: 20 },
+  { id: 'READ', title: 'every read from impl equals the model', shape: { crashes: false, maxCommands: 40, bursts: true, reshapes: true }, options: {}, runs: 40 },
+  { id: 'ORACLE', title: 'the oracle reader reads what the driver wrote, after every close and reopen', shape: { crashes: true, maxCommands: 25, reshapes: true }, options: { oracle: true }, runs: 25 },
+  { id: 'CRC', title: 'every flush point and crash state has valid checksums and no error finding', shape: { crashes: true, maxCommands: 20, reshapes: true }, options: { checkFlushPoints: true }, runs: 20 },
+  { id: 'HEADER', title: 'header alternation and log ordering over the device events', shape: { crashes: true, maxCommands: 25, wide: true, reshapes: true }, options: { headers: true }, runs: 30 },
+  { id: 'CRASH', title: 'every crash point reopens with every unit in its allowed set', shape: { crashes: true, maxCommands: 20, bursts: true, reshapes: true }, options: { enumerateCrashes: true }, runs: 20 },
   { id: 'FAULT', title: 'an I/O error or a full disk at any device call surfaces typed; nothing flushed is lost after reopen', shape: { crashes: false, maxCommands: 25 }, options: {}, runs: 40, faults: true },
-  { id: 'REPLAY', title: 'replay is idempotent, survives crashes during itself, and a read-only open of a dirty image changes nothing', shape: { crashes: true, maxCommands: 20, resizes: true }, options: { replayChecks: true }, runs: 25 },
+  { id: 'REPLAY', title: 'replay is idempotent, survives crashes during itself, and a read-only open of a dirty image changes nothing', shape: { crashes: true, maxCommands: 20, reshapes: true }, options: { replayChecks: true }, runs: 25 },
 ];
 
 export interface ScenarioResult {
@@ -323,7 +343,7 @@ export function runScenario(def: PropertyDef, params: CreateParams, cmds: Iterab
       runner.step({ type: 'close' });
       runner.step({ type: 'open', mode: 'rw' });
     }
-    fc.modelRun(() => ({ model: { mode: 'rw' as const } as CmdModel, real: runner }), cmds);
+    fc.modelRun(() => ({ model: { mode: 'rw', depth: params.parents?.length ?? 0 } as CmdModel, real: runner }), cmds);
     runner.finish();
   } catch (e) {
     if (e instanceof PropertyViolation) Object.assign(e, { events: runner.executed.slice() });

@@ -1,4 +1,4 @@
-import { VhdxError, VhdxIoError, VhdxStateError } from '../spec-model/format/errors';
+import { VhdxError, VhdxIoError, VhdxStateError, VhdxUsageError } from '../spec-model/format/errors';
 import { DiskModel, Divergence, UNIT_BYTES } from '../spec-model/disk-model';
 import { inspect } from '../spec-model/inspect';
 import { openOracle } from '../spec-model/read';
@@ -381,6 +381,13 @@ export class ScenarioRunner {
         this.executed.push(event);
         return;
       }
+      case 'merge': {
+        if (this.disk || !this.resting || this.parents.size === 0) throw new VhdxUsageError('merge', 'merge: needs a closed differencing disk');
+        this.model.apply(event);
+        this.merge(index);
+        this.executed.push(event);
+        return;
+      }
       case 'close': {
         this.openSegment();
         this.disk!.close();
@@ -417,7 +424,71 @@ export class ScenarioRunner {
         this.crashing = undefined;
         return;
       }
+      default: {
+        const unknown: never = event;
+        throw new VhdxUsageError('event', `the runner has no step for ${JSON.stringify(unknown)}`);
+      }
     }
+  }
+
+  /**
+   * Merges the disk under test (closed) into its parent, which becomes the disk under test. Both
+   * files' sessions are recorded and checked as any session is (HEADER, CRC at flush points); with
+   * enumerateCrashes, every cut of either (the child's first, then the parent's, as merge runs
+   * them) must leave the child reading what the model says through its parent (MERGE-crash in
+   * properties/merge.test.ts samples torn and reordered states too).
+   */
+  private merge(index: number): void {
+    const top = parentName(this.parents.size - 1);
+    const topPath = `${CHAIN_FOLDER}/${top}`;
+    const child = { start: this.resting!, image: this.resting!.fork(), events: [] as DeviceEvent[] };
+    const parent = { start: CowImage.fromBytes(this.parents.get(top)!.snapshot(), top), events: [] as DeviceEvent[] };
+    const parentImage = parent.start.fork();
+    VhdxDisk.merge((mode) => (mode === 'rw' ? new RecordingDevice(new CowDevice(child.image), child.events) : new CowDevice(child.image)), {
+      ...this.openOptions('ro'),
+      openParentForWrite: (p) => {
+        if (p !== topPath) throw new VhdxUsageError('parent', `merge: the child's parent resolved to ${p}, expected ${topPath}`);
+        return new RecordingDevice(new CowDevice(parentImage), parent.events);
+      },
+    });
+    for (const [name, s] of [['the child', child], ['the parent', parent]] as const) {
+      if (this.options.headers) {
+        const v = [...observeHeaders(s), ...observeLogOrdering(s)];
+        if (v.length) throw new PropertyViolation('HEADER', index, `merge, ${name}: ${v.slice(0, 3).map((x) => `${x.rule} at device event ${x.eventIndex}: ${x.message}`).join('; ')}`);
+      }
+      if (this.options.checkFlushPoints || this.options.enumerateCrashes) {
+        const log = new CrashLog(s.start, s.events);
+        s.events.forEach((e, i) => {
+          if (e.type !== 'flush') return;
+          this.requireNoErrors(log.prefixState(i + 1).image, index, `merge, ${name}, flush point at device event ${i}`);
+          this.stats.flushPointsChecked++;
+        });
+      }
+    }
+    if (this.options.enumerateCrashes) {
+      const check = new ContentCheck(this.model, this.model.logicalSectorSizeBytes);
+      const states = (log: CrashLog) => Array.from({ length: log.events.length + 1 }, (_, k) => [log.prefixState(k), log.lastWriteAlone(k)]).flat().filter((x): x is CrashState => x !== undefined);
+      for (const c of states(new CrashLog(child.start, child.events))) this.checkMergeCrash(c.image, parent.start, topPath, check, index, `merge, the child cut at device event ${c.cut}`);
+      for (const p of states(new CrashLog(parent.start, parent.events))) this.checkMergeCrash(child.image, p.image, topPath, check, index, `merge, the parent cut at device event ${p.cut}`);
+    }
+    this.parents.delete(top);
+    this.resting = parentImage;
+    if (this.options.oracle) this.compareOracle(this.resting, index, 'after merge');
+  }
+
+  /** A crash state of a merge: the child opens through the parent as the crash left it and reads what the model says. */
+  private checkMergeCrash(childImage: CowImage, parentImage: CowImage, topPath: string, check: ContentCheck, index: number, where: string): void {
+    const chain = this.openOptions('rw');
+    let disk: VhdxDisk;
+    try {
+      disk = VhdxDisk.open(childImage.fork().device(), { ...chain, openParent: (c) => (c === topPath ? parentImage.fork().device() : chain.openParent!(c)) });
+    } catch (e) {
+      throw new PropertyViolation('CRASH', index, `${where}: the child does not reopen: ${(e as Error).message}`);
+    }
+    const d = check.run((o, l) => disk.read(o, l));
+    disk.close();
+    this.stats.crashStatesChecked++;
+    if (d.length) throw new PropertyViolation('CRASH', index, `${where}: ${describeDivergences(d)}`);
   }
 
   /**

@@ -250,6 +250,24 @@ describe('MODEL disk model', () => {
     expect(open.virtualSizeBytes).toBe(SIZE);
   });
 
+  test('merge: a closed child becomes its parent with the same content and one layer fewer; only closed differencing disks merge', () => {
+    const layers = [{ blockSizeBytes: 2 * MiB, writes: [{ offsetBytes: 0, lengthBytes: 1024, seed: 7 }] }, { blockSizeBytes: 4 * MiB, writes: [{ offsetBytes: 512, lengthBytes: 512, seed: 8 }] }];
+    const model = fold([disk.create(params({ parents: layers })), disk.write(1024, 512, 9)]);
+    expect(() => model.apply(disk.merge())).toThrow(VhdxStateError);
+    model.apply(disk.close());
+    model.apply(disk.merge());
+    expect(model.status).toBe('closed');
+    expect(model.params.parents).toEqual(layers.slice(0, 1));
+    expect(model.params.blockSizeBytes).toBe(4 * MiB);
+    expect([0, 1, 2].map((u) => model.allowedAt(u))).toEqual([[7], [8], [9]]);
+    model.apply(disk.merge());
+    expect(model.params.parents).toEqual([]);
+    expect(() => model.apply(disk.merge())).toThrow(VhdxUsageError);
+    model.apply(disk.open('rw'));
+    model.apply(disk.resize(2 * SIZE)); // the base has no parent: it may be resized
+    expect(model.virtualSizeBytes).toBe(2 * SIZE);
+  });
+
   test('a 64 TiB disk costs only its touched units', () => {
     const size = 64 * 2 ** 40;
     const model = fold([disk.create(params({ virtualSizeBytes: size, blockSizeBytes: 256 * MiB })), disk.write(size - 8192, 8192, 11), disk.flush()]);

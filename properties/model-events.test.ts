@@ -57,6 +57,7 @@ const diskEventArb: fc.Arbitrary<DiskEvent> = fc.oneof(
   fc.tuple(count, count).map(([o, l]) => disk.trim(o, l)),
   fc.constant(disk.flush()),
   count.map(disk.resize),
+  fc.constant(disk.merge()),
   choiceArb.map(disk.crash),
   fc.constant(disk.close()),
 );
@@ -147,6 +148,7 @@ describe('MODEL events', () => {
     expect(bad({ type: 'flush', seed: 1 }).parameter).toBe('events[2].seed');
     expect(bad({ type: 'explode' }).parameter).toBe('events[2].type');
     expect(bad({ type: 'resize' }).parameter).toBe('events[2].virtualSizeBytes');
+    expect(bad({ type: 'merge', into: 'parent' }).parameter).toBe('events[2].into');
     expect(bad({ type: 'resize', virtualSizeBytes: 1.5 }).parameter).toBe('events[2].virtualSizeBytes');
     expect(bad({ type: 'open', mode: 'rx' }).parameter).toBe('events[2].mode');
     expect(bad({ type: 'crash', choice: { keep: [1, -2] } }).parameter).toBe('events[2].choice.keep[1]');

@@ -86,6 +86,11 @@ export type ModelEvent =
    * 4; Windows refuses to expand one: ExpandVirtualDisk "will invalidate a differencing chain").
    */
   | { type: 'resize'; virtualSizeBytes: number }
+  /**
+   * Folds a closed differencing disk into its parent (notes §5.10), which becomes the disk:
+   * closed, with the same content, durable, and one layer fewer under it.
+   */
+  | { type: 'merge' }
   | { type: 'crash' }
   /** A clean close: flushes, then closes. */
   | { type: 'close' };
@@ -291,6 +296,13 @@ export class DiskModel {
           this.cutUnits.delete(u);
         }
         this.diskParams = next;
+        return;
+      }
+      case 'merge': {
+        if (this.state !== 'closed') throw new VhdxStateError(`merge: the disk must be closed (${this.state})`);
+        const parents = this.params.parents ?? [];
+        if (parents.length === 0) throw new VhdxUsageError('merge', 'merge: the disk has no parent');
+        this.diskParams = { ...this.params, blockSizeBytes: parents[parents.length - 1].blockSizeBytes, parents: parents.slice(0, -1) };
         return;
       }
       case 'crash':

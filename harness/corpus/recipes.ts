@@ -248,6 +248,12 @@ function runEvents(recipe: Recipe, parent?: RecipeOutput & { file: string }): Re
         break;
       case 'crash':
         fail(where, 'put the crash in the recipe\'s "crash" field (one crash, after the last event)');
+      case 'merge':
+        fail(where, 'a recipe makes a chain with "parent"; merging is not a recipe event');
+      default: {
+        const unknown: never = e;
+        fail(where, `unknown event ${JSON.stringify(unknown)}`);
+      }
     }
     // A flush the crash interrupts did not complete: the model must not promise its durability.
     if (e.type === 'create' && parent) model.apply({ type: 'open', mode: 'rw' });
