@@ -1408,7 +1408,8 @@ export class VhdxDisk {
    */
   resize(virtualSizeBytes: number): void {
     this.checkWritable('resize');
-    if (this.differencing) throw new VhdxUnsupportedError('resize-differencing', 'resizing a differencing disk is not supported by this implementation');
+    // A child has its parent's size (notes §5.10); Windows' ExpandVirtualDisk refuses children too.
+    if (this.differencing) throw new VhdxUnsupportedError('resize-differencing', "a differencing disk has its parent's virtual size and is not resized (resize the base, then make new children: resizing it changes its DataWriteGuid, PL-14)");
     const lss = this.sectorSize;
     if (!Number.isSafeInteger(virtualSizeBytes) || virtualSizeBytes < lss || virtualSizeBytes % lss !== 0 || virtualSizeBytes > MAX_VIRTUAL_DISK_SIZE_BYTES) {
       throw new VhdxUsageError('virtualSizeBytes', `virtualSizeBytes must be a multiple of the logical sector size (${lss}) from ${lss} to 64 TiB (${MAX_VIRTUAL_DISK_SIZE_BYTES}), got ${virtualSizeBytes}`);

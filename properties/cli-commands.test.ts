@@ -373,6 +373,10 @@ describe('bad arguments and unusable files: one line, non-zero status', () => {
     expect([...read.subarray(0, 512)].every((b) => b === 7) && [...read.subarray(512, 1024)].every((b) => b === 9) && [...read.subarray(1024)].every((b) => b === 7)).toBe(true);
     const info = ok(['info', 'kid.vhdx']).toString();
     expect(info).toMatch(/chain:\n  kid\.vhdx \(differencing\)\n  <- .*base\.vhdx \(dynamic\): linkage ok/);
+    // a child keeps its parent's size: refused in one line, the file untouched
+    const kidBytes = sha256File(at('kid.vhdx'));
+    expect(fails(['resize', 'kid.vhdx', '--size', '16M'], 1)).toMatch(/^vhdx-conform: kid\.vhdx: a differencing disk has its parent's virtual size and is not resized/);
+    expect(sha256File(at('kid.vhdx'))).toBe(kidBytes);
     const kidContent = ok(['read', 'kid.vhdx', '--at', '0', '--length', '8M']);
     fs.copyFileSync(at('base.vhdx'), at('base-before-merge.vhdx'));
     expect(ok(['merge', 'kid.vhdx']).toString()).toMatch(/^kid\.vhdx: merged into .*base\.vhdx \(512 bytes written\); kid\.vhdx is no longer needed\n$/);
