@@ -466,29 +466,17 @@ export class ScenarioRunner {
       }
     }
     if (this.options.enumerateCrashes) {
-      const check = new ContentCheck(this.model, this.model.logicalSectorSizeBytes);
+      const checks = [{ sizeBytes: this.model.virtualSizeBytes, check: new ContentCheck(this.model, this.model.logicalSectorSizeBytes) }];
       const states = (log: CrashLog) => Array.from({ length: log.events.length + 1 }, (_, k) => [log.prefixState(k), log.lastWriteAlone(k)]).flat().filter((x): x is CrashState => x !== undefined);
-      for (const c of states(new CrashLog(child.start, child.events))) this.checkMergeCrash(c.image, parent.start, topPath, check, index, `merge, the child cut at device event ${c.cut}`);
-      for (const p of states(new CrashLog(parent.start, parent.events))) this.checkMergeCrash(child.image, p.image, topPath, check, index, `merge, the parent cut at device event ${p.cut}`);
+      // the child opens through its parent as the crash left the two
+      const chain = this.openOptions('rw');
+      const withParent = (image: CowImage): OpenOptions => ({ ...chain, openParent: (c) => (c === topPath ? image.fork().device() : chain.openParent!(c)) });
+      for (const c of states(new CrashLog(child.start, child.events))) this.checkReopened(c.image, `merge, the child cut at device event ${c.cut}`, checks, index, withParent(parent.start));
+      for (const p of states(new CrashLog(parent.start, parent.events))) this.checkReopened(child.image, `merge, the parent cut at device event ${p.cut}`, checks, index, withParent(p.image));
     }
     this.parents.delete(top);
     this.resting = parentImage;
     if (this.options.oracle) this.compareOracle(this.resting, index, 'after merge');
-  }
-
-  /** A crash state of a merge: the child opens through the parent as the crash left it and reads what the model says. */
-  private checkMergeCrash(childImage: CowImage, parentImage: CowImage, topPath: string, check: ContentCheck, index: number, where: string): void {
-    const chain = this.openOptions('rw');
-    let disk: VhdxDisk;
-    try {
-      disk = VhdxDisk.open(childImage.fork().device(), { ...chain, openParent: (c) => (c === topPath ? parentImage.fork().device() : chain.openParent!(c)) });
-    } catch (e) {
-      throw new PropertyViolation('CRASH', index, `${where}: the child does not reopen: ${(e as Error).message}`);
-    }
-    const d = check.run((o, l) => disk.read(o, l));
-    disk.close();
-    this.stats.crashStatesChecked++;
-    if (d.length) throw new PropertyViolation('CRASH', index, `${where}: ${describeDivergences(d)}`);
   }
 
   /**
@@ -665,22 +653,22 @@ export class ScenarioRunner {
 
   /** CRASH on one enumerated state: reopens with a size the model allows, every touched unit in its allowed set. */
   private checkCrashState(state: CrashState, checks: SizedCheck[], index: number): void {
-    const image = state.image.fork();
+    this.checkReopened(state.image, `crash state at device event ${state.cut}`, checks, index);
+  }
+
+  private checkReopened(image: CowImage, where: string, checks: SizedCheck[], index: number, options = this.openOptions('rw')): void {
     let disk: VhdxDisk;
     try {
-      disk = VhdxDisk.open(image.device(), this.openOptions('rw'));
+      disk = VhdxDisk.open(image.fork().device(), options);
     } catch (e) {
-      throw new PropertyViolation('CRASH', index, `crash state at device event ${state.cut} does not reopen: ${(e as Error).message}`);
+      throw new PropertyViolation('CRASH', index, `${where} does not reopen: ${(e as Error).message}`);
     }
     const check = checks.find((c) => c.sizeBytes === disk.virtualSizeBytes)?.check;
-    if (!check) {
-      disk.close();
-      throw new PropertyViolation('CRASH', index, `crash state at device event ${state.cut}: virtual size ${disk.virtualSizeBytes}, expected ${checks.map((c) => c.sizeBytes).join(' or ')}`);
-    }
-    const d = check.run((o, l) => disk.read(o, l));
+    const d = check?.run((o, l) => disk.read(o, l));
     disk.close();
     this.stats.crashStatesChecked++;
-    if (d.length) throw new PropertyViolation('CRASH', index, `crash state at device event ${state.cut}: ${describeDivergences(d)}`);
+    if (!d) throw new PropertyViolation('CRASH', index, `${where}: virtual size ${disk.virtualSizeBytes}, expected ${checks.map((c) => c.sizeBytes).join(' or ')}`);
+    if (d.length) throw new PropertyViolation('CRASH', index, `${where}: ${describeDivergences(d)}`);
   }
 
   private checkAfterReopen(index: number): void {
