@@ -19,6 +19,24 @@ interface BugClass {
 
 const BUGS: BugClass[] = [
   {
+    name: 'a resize logs its size change before the zeroed padding and a moved BAT are durable',
+    file: 'impl/disk.ts',
+    find: '      this.syncFlush(); // zeroed padding, new blocks and a moved BAT durable before anything points at them\n',
+    replace: '',
+  },
+  {
+    name: 'a grow after a shrink brings back what the shrink cut (the old last block\'s tail not zeroed)',
+    file: 'impl/disk.ts',
+    find: 'if (this.bat.state(index) === ST.PAYLOAD_BLOCK_FULLY_PRESENT && to > from) this.writeZeros',
+    replace: 'if (false) this.writeZeros',
+  },
+  {
+    name: 'a merge changes the parent before the child accepts its new DataWriteGuid (PL-21 skipped)',
+    file: 'impl/disk.ts',
+    find: 'if (plannedGuid === ZERO_GUID) writable.setParentLinkage2(next);',
+    replace: '',
+  },
+  {
     name: 'a read joins blocks that are neighbours in the file but not on the disk',
     file: 'impl/disk.ts',
     find: 'if (runLen > 0 && runFile + runLen === fo && runDst + runLen === v - offsetBytes) runLen += n;',
