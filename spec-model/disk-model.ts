@@ -83,7 +83,7 @@ export type ModelEvent =
    * Changes the virtual size (§2.6.2.2). A durability point: everything before it is durable once
    * it returns, and so is the new size. Shrinking drops what lay past the new end: growing again
    * reads zeros there. Not for a differencing disk, whose size is its parent's (notes §5.10 step
-   * 4; Windows refuses to expand one: ExpandVirtualDisk "will invalidate a differencing chain").
+   * 4; Windows' ExpandVirtualDisk "is valid only for fixed and expandable virtual disks").
    */
   | { type: 'resize'; virtualSizeBytes: number }
   /**
