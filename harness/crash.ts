@@ -421,6 +421,18 @@ export class CrashLog {
     return this.sampleCrashState(cut, { keep: [cut - 1] });
   }
 
+  /**
+   * Every cut point 0..n: its prefix state and, where it differs, its last-write-alone state, each
+   * with a description for reports.
+   */
+  *cutStates(): Generator<{ state: CrashState; where: string }> {
+    for (let cut = 0; cut <= this.events.length; cut++) {
+      yield { state: this.prefixState(cut), where: `prefix state at device event ${cut}` };
+      const alone = this.lastWriteAlone(cut);
+      if (alone) yield { state: alone, where: `device event ${cut - 1} landed alone` };
+    }
+  }
+
   /** The prefix crash state at every cut point 0..n. */
   *enumerateCrashStates(): Generator<CrashState> {
     for (let cut = 0; cut <= this.events.length; cut++) yield this.prefixState(cut);

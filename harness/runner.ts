@@ -8,7 +8,7 @@ import { ByteSource, MemorySource } from '../spec-model/source';
 import { FaultPlan, FaultyDevice, MemoryDevice, RecordingDevice, VhdxDisk, type OpenOptions } from '../impl';
 import { CowDevice, CowImage, CrashLog, CrashState, inFlightIndices, tearPieces } from './crash';
 import { CrashChoice, CreateParams, DeviceEvent, DiskEvent } from './events';
-import { HeaderViolation, currentHeaderOf, observeHeaders, observeLogOrdering } from './observe';
+import { HeaderViolation, SessionObservation, currentHeaderOf, observeHeaders, observeLogOrdering } from './observe';
 import { PATTERNS, patternBytes } from './patterns';
 import { ContentCheck } from './content-check';
 import { xorshift32 } from './prng';
@@ -292,17 +292,25 @@ export class ScenarioRunner {
       const from = this.minCutAtCreate;
       const start = from > 0 ? new CrashLog(this.sessionStart, this.device.events.slice(0, from)).prefixState(from).image : this.sessionStart;
       const session = { events: this.device.events.slice(from), start, firstGuestEventIndex: this.firstGuestEvent === undefined ? undefined : this.firstGuestEvent - from };
-      const v: HeaderViolation[] = [...observeHeaders(session), ...observeLogOrdering(session)];
-      if (v.length) throw new PropertyViolation('HEADER', index, v.slice(0, 3).map((x) => `${x.rule} at device event ${x.eventIndex + from}: ${x.message}`).join('; '));
+      this.requireHeaderRules(session, index, '', from);
     }
-    if (this.options.checkFlushPoints) {
-      const log = new CrashLog(this.sessionStart, this.device.events);
-      this.device.events.forEach((e, i) => {
-        if (e.type !== 'flush' || i + 1 < this.minCutAtCreate) return;
-        this.requireNoErrors(log.prefixState(i + 1).image, index, `flush point at device event ${i}`);
-        this.stats.flushPointsChecked++;
-      });
-    }
+    if (this.options.checkFlushPoints) this.requireCleanFlushPoints(this.sessionStart, this.device.events, index, '', this.minCutAtCreate);
+  }
+
+  /** HEADER over one session's device events (`eventOffset`: where they start in the session's log, for reports). */
+  private requireHeaderRules(session: SessionObservation, index: number, where: string, eventOffset = 0): void {
+    const v: HeaderViolation[] = [...observeHeaders(session), ...observeLogOrdering(session)];
+    if (v.length) throw new PropertyViolation('HEADER', index, where + v.slice(0, 3).map((x) => `${x.rule} at device event ${x.eventIndex + eventOffset}: ${x.message}`).join('; '));
+  }
+
+  /** CRC at every flush point of a session's device events from `fromCut` on. */
+  private requireCleanFlushPoints(start: CowImage, events: readonly DeviceEvent[], index: number, where: string, fromCut = 0): void {
+    const log = new CrashLog(start, events);
+    events.forEach((e, i) => {
+      if (e.type !== 'flush' || i + 1 < fromCut) return;
+      this.requireNoErrors(log.prefixState(i + 1).image, index, `${where}flush point at device event ${i}`);
+      this.stats.flushPointsChecked++;
+    });
   }
 
   private minCutAtCreate = 0;
@@ -452,27 +460,16 @@ export class ScenarioRunner {
       },
     });
     for (const [name, s] of [['the child', child], ['the parent', parent]] as const) {
-      if (this.options.headers) {
-        const v = [...observeHeaders(s), ...observeLogOrdering(s)];
-        if (v.length) throw new PropertyViolation('HEADER', index, `merge, ${name}: ${v.slice(0, 3).map((x) => `${x.rule} at device event ${x.eventIndex}: ${x.message}`).join('; ')}`);
-      }
-      if (this.options.checkFlushPoints || this.options.enumerateCrashes) {
-        const log = new CrashLog(s.start, s.events);
-        s.events.forEach((e, i) => {
-          if (e.type !== 'flush') return;
-          this.requireNoErrors(log.prefixState(i + 1).image, index, `merge, ${name}, flush point at device event ${i}`);
-          this.stats.flushPointsChecked++;
-        });
-      }
+      if (this.options.headers) this.requireHeaderRules(s, index, `merge, ${name}: `);
+      if (this.options.checkFlushPoints || this.options.enumerateCrashes) this.requireCleanFlushPoints(s.start, s.events, index, `merge, ${name}, `);
     }
     if (this.options.enumerateCrashes) {
       const checks = [{ sizeBytes: this.model.virtualSizeBytes, check: new ContentCheck(this.model, this.model.logicalSectorSizeBytes) }];
-      const states = (log: CrashLog) => Array.from({ length: log.events.length + 1 }, (_, k) => [log.prefixState(k), log.lastWriteAlone(k)]).flat().filter((x): x is CrashState => x !== undefined);
       // the child opens through its parent as the crash left the two
       const chain = this.openOptions('rw');
       const withParent = (image: CowImage): OpenOptions => ({ ...chain, openParent: (c) => (c === topPath ? image.fork().device() : chain.openParent!(c)) });
-      for (const c of states(new CrashLog(child.start, child.events))) this.checkReopened(c.image, `merge, the child cut at device event ${c.cut}`, checks, index, withParent(parent.start));
-      for (const p of states(new CrashLog(parent.start, parent.events))) this.checkReopened(child.image, `merge, the parent cut at device event ${p.cut}`, checks, index, withParent(p.image));
+      for (const c of new CrashLog(child.start, child.events).cutStates()) this.checkReopened(c.state.image, `merge, the child, ${c.where}`, checks, index, withParent(parent.start));
+      for (const p of new CrashLog(parent.start, parent.events).cutStates()) this.checkReopened(child.image, `merge, the parent, ${p.where}`, checks, index, withParent(p.state.image));
     }
     this.parents.delete(top);
     this.resting = parentImage;

@@ -120,11 +120,7 @@ test('MERGE: every crash state of a merge leaves the child reading what it read,
       const childAfter = childLog.prefixState(childRec.events.length).image;
       const states: { where: string; child: CowImage; parent: CowImage }[] = [];
       for (let k = 0; k <= childRec.events.length; k++) states.push({ where: `child cut at ${k}`, child: childLog.prefixState(k).image, parent: parentBefore.fork() });
-      for (let j = 0; j <= parentRec.events.length; j++) {
-        states.push({ where: `parent cut at ${j}`, child: childAfter.fork(), parent: parentLog.prefixState(j).image });
-        const alone = parentLog.lastWriteAlone(j);
-        if (alone) states.push({ where: `parent device event ${j - 1} landed alone`, child: childAfter.fork(), parent: alone.image });
-      }
+      for (const { state, where } of parentLog.cutStates()) states.push({ where: `parent, ${where}`, child: childAfter.fork(), parent: state.image });
       for (const seed of c.samples) {
         const choice = resolveCrashChoice(parentRec.events, 0, seed);
         states.push({ where: `parent crash ${JSON.stringify(choice)}`, child: childAfter.fork(), parent: parentLog.sampleCrashState(choice.cutAfterDeviceEvent!, choice).image });

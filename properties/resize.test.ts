@@ -113,11 +113,7 @@ test('RESIZE: every crash state of a resize has the old or the new size and exac
       // 3. every crash state
       const events = rec.events.slice();
       const log = new CrashLog(before, events);
-      for (let cut = 0; cut <= events.length; cut++) {
-        reopen(log.prefixState(cut).image, `prefix state at device event ${cut}`);
-        const alone = log.lastWriteAlone(cut);
-        if (alone) reopen(alone.image, `device event ${cut - 1} landed alone`);
-      }
+      for (const { state, where } of log.cutStates()) reopen(state.image, where);
       for (const seed of c.samples) {
         const choice = resolveCrashChoice(events, 0, seed);
         reopen(log.sampleCrashState(choice.cutAfterDeviceEvent!, choice).image, `crash state ${JSON.stringify(choice)}`);

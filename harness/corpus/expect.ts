@@ -16,6 +16,9 @@ import { ImageExpectation } from './manifest';
  * the builder's layout for builder-made ones: `modelDigest`, `layoutDigest`).
  */
 
+/** Where an image is and how its parents open (a differencing image's chain). */
+export type ChainOptions = Pick<OracleOptions, 'imagePath' | 'openParent'>;
+
 export interface ModelVerdict {
   readonly inspect: InspectResult;
   readonly expectation: ImageExpectation;
@@ -38,7 +41,7 @@ export function compareRuleIds(a: string, b: string): number {
  * reads the content; a differencing image whose parent is absent is unreadable with `parentMissing`.
  * `chain` says where the image is and how its parents open (imagePath resolves relative_path).
  */
-export function modelVerdict(bytes: Uint8Array, name = 'image.vhdx', chain: Pick<OracleOptions, 'imagePath' | 'openParent'> = {}): ModelVerdict & { parentMissing: boolean } {
+export function modelVerdict(bytes: Uint8Array, name = 'image.vhdx', chain: ChainOptions = {}): ModelVerdict & { parentMissing: boolean } {
   const source = new MemorySource(bytes, name);
   const r = inspect(source);
   const errors = sortedRules(r, 'error');
@@ -86,7 +89,7 @@ export function modelDigest(model: DiskModel): string | undefined {
  * Checks the oracle's content of `bytes` against the model's allowed sets unit by unit (for crash
  * states, where the model allows several values). Returns the first divergence's message.
  */
-export function checkAgainstModel(bytes: Uint8Array, model: DiskModel, chain: Pick<OracleOptions, 'imagePath' | 'openParent'> = {}): string | undefined {
+export function checkAgainstModel(bytes: Uint8Array, model: DiskModel, chain: ChainOptions = {}): string | undefined {
   const disk = openOracle(new MemorySource(bytes), chain);
   const size = model.virtualSizeBytes;
   if (disk.virtualSizeBytes !== size) return `virtual size ${disk.virtualSizeBytes} != model ${size}`;

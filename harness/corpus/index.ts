@@ -8,7 +8,7 @@ import { digestV1 } from '../../spec-model/digest';
 import { openOracle } from '../../spec-model/read';
 import { MemorySource } from '../../spec-model/source';
 import { THIRD_PARTY_EXPECTATIONS, findThirdPartyDir } from '../third-party';
-import { modelVerdict, sha256Hex } from './expect';
+import { ChainOptions, modelVerdict, sha256Hex } from './expect';
 import { ImageParameters, MANIFEST_SCHEMA, Manifest, ManifestImage, WriterKind } from './manifest';
 import { qemuCommandText, qemuUnavailable, runQemuRecipe } from './qemu';
 import { Recipe, RecipeOutput, defaultRecipesDir, inChain, loadRecipes, recipeFile, runRecipe } from './recipes';
@@ -82,7 +82,7 @@ function recipeFallbackParameters(recipe: Recipe): ImageParameters {
 }
 
 /** A manifest entry for `bytes`, its expectations computed by the spec model (the corpus test checks them independently). */
-export function manifestEntry(base: Omit<ManifestImage, 'parameters' | 'expect' | 'sha256'>, bytes: Uint8Array, fallback: ImageParameters, chain?: Parameters<typeof modelVerdict>[2]): ManifestImage {
+export function manifestEntry(base: Omit<ManifestImage, 'parameters' | 'expect' | 'sha256'>, bytes: Uint8Array, fallback: ImageParameters, chain?: ChainOptions): ManifestImage {
   const v = modelVerdict(bytes, base.file, chain);
   const expect = { ...v.expectation, ...(v.parentMissing ? { parentMissing: true } : {}) };
   return { ...base, parameters: parametersOf(v, fallback), expect, sha256: sha256Hex(bytes) };
