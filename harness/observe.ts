@@ -300,11 +300,17 @@ export function observeLogOrdering(o: SessionObservation): HeaderViolation[] {
       } else if (!match.some((c) => c.entryEvent < lastFlush)) {
         out.push({ rule: 'LOG-3', eventIndex: i, message: `metadata sector at 0x${at.toString(16)} written in place before the log entry describing it (event ${match[0].entryEvent}) was flushed` });
       }
-      for (const rec of entries) {
-        if (rec.targets.get(at) === crc) {
-          rec.applied.add(at);
-          if (rec.applied.size === rec.targets.size) rec.appliedAt = i;
-        }
+      // The sector now holds this entry's image: it is applied for that entry and for every earlier
+      // entry that wrote the same sector (replaying them all ends with this image too).
+      let newest = -1;
+      entries.forEach((rec, k) => {
+        if (rec.targets.get(at) === crc) newest = k;
+      });
+      for (let k = 0; k <= newest; k++) {
+        const rec = entries[k];
+        if (!rec.targets.has(at)) continue;
+        rec.applied.add(at);
+        if (rec.applied.size === rec.targets.size && rec.appliedAt < 0) rec.appliedAt = i;
       }
     }
   });

@@ -51,6 +51,7 @@ import { readMetadata, type DiskMetadata } from './metadata';
 import { OverlayDevice } from './overlay';
 import { buildRegionTable, parseRegionTable, type RegionInfo, type RegionTable } from './regions';
 import { SectorBitmaps } from './sector-bitmap';
+import { FreeSpace } from './space';
 
 /*
  * ==============================================================================================
@@ -65,20 +66,24 @@ import { SectorBitmaps } from './sector-bitmap';
  * first guest-visible change (combined into that first update when the first modification is a
  * guest write or trim; replay alone does not renew it).
  *
- * Payload allocation (§5.8 and §2.3.1.1 FlushedFileOffset): a new block is placed at
- * alignUp(max(file size, end of every structure we know), 1 MiB) - never in space that an earlier
- * (possibly crashed) session might have used, since unpublished garbage must never become
- * visible. Order: extend the file (fresh space reads as zeros, which is what a non-present block
- * read as, so the part of the block we do not write already holds its correct contents), write
- * the data, FLUSH, and only then log the BAT change with FlushedFileOffset = the durable file size
- * and LastFileOffset covering the block. A crash before the log entry is durable leaves the block
- * as unreferenced space; after it, replay publishes a block whose data is already durable.
+ * Payload allocation (§5.8 and §2.3.1.1 FlushedFileOffset): a new block goes into free space
+ * inside the file when a gap holds it (best fit), else at alignUp(max(file size, end of every
+ * structure), 1 MiB). Fresh space at the end reads as zeros, which is what a non-present block
+ * read as; free space holds old bytes (a trimmed block, garbage a crashed session left), so
+ * whatever the write does not cover is zeroed first - unpublished garbage never becomes visible.
+ * Order: extend the file or zero, write the data, FLUSH, and only then log the BAT change with
+ * FlushedFileOffset = the durable file size and LastFileOffset covering the block. A crash
+ * before the log entry is durable leaves the block as unreferenced space; after it, replay
+ * publishes a block whose data is already durable. A trimmed block's space becomes free only
+ * once its BAT change is durable (a write that needs a block commits pending trims first).
  *
- * Log (§2.3, §5.5). Every BAT (and metadata) change is written as a log entry, flushed, then
- * applied in place (LOG-3). Entries are settled once a later flush follows their application;
- * Tail = the oldest unsettled entry (or the entry itself). Log space of unsettled entries is never
- * reused (LOG-23); when an entry does not fit, we flush (which settles every applied entry) and
- * go on. Pending BAT changes of many writes are batched into one entry per user flush().
+ * Log (§2.3, §5.5). Every BAT (and metadata) change is written as a log entry and flushed
+ * (LOG-3); the in-memory tables already hold the change, so applying it in place can wait.
+ * Entries pile up unsettled, like Hyper-V's, and are applied together at a checkpoint (each
+ * sector's newest image, then a flush, which settles them all): when the next entry does not
+ * fit the log (LOG-23: unsettled space is never reused), before a resize moves the BAT, and at
+ * close. Tail = the oldest unsettled entry (or the entry itself). Pending BAT changes of many
+ * writes are batched into one entry per user flush().
  *
  * The LogGuid window and the two log areas. HDR-17 (§2.2.2) says a session stores a new nonzero
  * LogGuid in the header before it overwrites any existing space in the log region; LOG-28
@@ -86,14 +91,14 @@ import { SectorBitmaps } from './sector-bitmap';
  * first (qemu's order) leaves a corrupt crash state between the header flush and the first
  * durable entry. We close that window with two log areas of the same length: area A = the
  * header's log region, area B = a 1 MiB-aligned range that is NOT the log region (images we
- * create reserve it right after A; for other images we take a free gap used by no structure or
- * block, else space at the end of the file). When a session first needs the log:
+ * create reserve it right after A; for other images we set aside the best-fitting free gap before
+ * any block is placed, else take space at the end of the file). When a session first needs the log:
  *   1. the session's first header update (FileWriteGuid, HDR-18) has already happened;
  *   2. the first entry, tagged with a fresh LogGuid G, is written into area B - not log-region
  *      space, so HDR-17 is not involved - and flushed;
  *   3. a double header update publishes LogGuid = G and LogOffset = B (from the first flushed
  *      header write on, B is the log region and already holds a valid sequence tagged G);
- *   4. the entry is applied in place (and settled by the next flush).
+ *   4. the entry's updates wait for the next checkpoint.
  * A crash before step 3's first header write leaves the old header (LogGuid 0: nothing to replay,
  * B is just free space); after it, G has a valid active sequence. Later entries of the session go
  * into B (now the log region, its header already carries G). close() applies and flushes
@@ -267,8 +272,23 @@ export class VhdxDisk {
   private readonly stats: LogStats = emptyLogStats();
   private replayResult: ReplayResult | undefined;
   /**
-   * Blocks this session unreferenced (trim). Until the session ends, the durable BAT (or the
-   * log) may still point at them, so they are never reused for anything - not even a log area.
+   * Metadata sectors (4 KiB, by file offset) that durable log entries carry but that are not yet
+   * written in place (null: zeros). They are applied at a checkpoint; until then the log's active
+   * sequence holds them and reads of metadata go through this map.
+   */
+  private readonly unapplied = new Map<number, Uint8Array | null>();
+  /** Space no structure or block uses, built at the session's first allocation or log period. */
+  private space: FreeSpace | undefined;
+  /** The log area the session's first log period will use (not free space), if the file has a gap for it. */
+  private spareLogArea: number | undefined;
+  /**
+   * Blocks this session unreferenced (trim) whose BAT change is not yet durable: the durable state
+   * may still point at them, so they are reused only once that change is committed.
+   */
+  private readonly releasedUncommitted: [number, number][] = [];
+  /**
+   * Space held until the session ends: an old BAT region (settled log entries still describe its
+   * sectors, and a replayer that starts before the Tail would write them there).
    */
   private readonly released: [number, number][] = [];
 
@@ -474,7 +494,7 @@ export class VhdxDisk {
       this.commitPending();
       const first = Math.floor(at.offsetBytes / S) * S;
       const span = alignUp(at.offsetBytes + at.lengthBytes, S) - first;
-      const bytes = this.dev.read(first, span);
+      const bytes = this.readThrough(first, span);
       bytes.set(value, at.offsetBytes - first);
       this.logInEntries(Array.from({ length: span / S }, (_, k): LogUpdate => ({ kind: 'data', fileOffsetBytes: first + k * S, image: bytes.slice(k * S, (k + 1) * S) })));
       this.syncFlush();
@@ -957,6 +977,8 @@ export class VhdxDisk {
    */
   private ensureSession(guestVisible: boolean): void {
     if (!this.sessionStarted) {
+      // The free space is mapped now, while the tables in memory are what the file holds.
+      this.freeSpace();
       const change: { fileWriteGuid: string; dataWriteGuid?: string } = { fileWriteGuid: this.newGuid() };
       if (guestVisible) change.dataWriteGuid = this.plannedDataWriteGuid ?? this.newGuid();
       this.updateHeaders(change);
@@ -993,33 +1015,49 @@ export class VhdxDisk {
     return l >= MiB && l % MiB === 0 && l <= MAX_REPLAY_LOG_BYTES ? l : MiB;
   }
 
-  /**
-   * The area for a new log period: a 1 MiB-aligned range of the log length inside the file that
-   * no structure or block uses and that is not the header's current log region; else space at
-   * the end of the file.
-   */
-  private chooseLogArea(): number {
-    const L = this.logAreaLength();
+  /** Every range of the file a structure, a block or a held release uses (BAT-5, RGN-9, HDR-10). */
+  private usedRanges(): [number, number][] {
     const used: [number, number][] = [[0, HEADER_SECTION_SIZE_BYTES]];
     if (this.hdr.logLengthBytes > 0) used.push([this.hdr.logOffsetBytes, this.hdr.logOffsetBytes + this.hdr.logLengthBytes]);
     for (const r of this.regionTable.all) used.push([r.fileOffsetBytes, r.fileOffsetBytes + r.lengthBytes]);
-    for (const r of this.released) used.push(r);
+    used.push(...this.released, ...this.releasedUncommitted);
+    // Any nonzero FileOffsetMB: UNMAPPED and UNDEFINED blocks may keep their previous contents there (BAT-16).
     for (let i = 0; i < this.geo.totalBatEntries; i++) {
       if (this.bat.isZero(i)) continue;
       const mb = this.bat.offsetMB(i);
       if (mb === 0) continue;
       used.push([mb * MiB, mb * MiB + (this.bat.isSectorBitmapIndex(i) ? MiB : this.blockSize)]);
     }
-    used.sort((a, b) => a[0] - b[0]);
-    let cursor = HEADER_SECTION_SIZE_BYTES;
-    for (const [s, e] of used) {
-      if (s >= cursor + L) break;
-      cursor = Math.max(cursor, alignUp(e, MiB));
+    return used;
+  }
+
+  /**
+   * The free space of the file, built on first need. Its best-fitting gap for a log area is set
+   * aside first for the session's log period, so that blocks never take the room the log needs
+   * (the two log areas then alternate between the same two holes).
+   */
+  private freeSpace(): FreeSpace {
+    if (!this.space) {
+      this.space = FreeSpace.between(this.usedRanges(), this.fileSize);
+      this.spareLogArea = this.ring ? undefined : this.space.take(this.logAreaLength());
     }
-    if (cursor + L <= this.fileSize) return cursor;
-    const at = alignUp(Math.max(this.fileSize, this.structuresEnd), MiB);
-    this.devSetSize(at + L);
+    return this.space;
+  }
+
+  /** The area for a new log period: the gap set aside for it, else space at the end of the file. */
+  private chooseLogArea(): number {
+    this.freeSpace();
+    const spare = this.spareLogArea;
+    this.spareLogArea = undefined;
+    if (spare !== undefined) return spare;
+    const at = this.endOfFile();
+    this.devSetSize(at + this.logAreaLength());
     return at;
+  }
+
+  /** Where fresh space starts: past the file and every structure (1 MiB aligned). */
+  private endOfFile(): number {
+    return alignUp(Math.max(this.fileSize, this.structuresEnd), MiB);
   }
 
   /** LastFileOffset: the smallest 1 MiB multiple covering every structure (LOG-16). */
@@ -1027,8 +1065,12 @@ export class VhdxDisk {
     return alignUp(Math.max(this.structuresEnd, HEADER_SECTION_SIZE_BYTES), MiB);
   }
 
-  /** Writes one entry for `updates`, following the crash-safety design above. */
-  private logAndApply(updates: LogUpdate[]): void {
+  /**
+   * Writes one entry for `updates` and flushes it (LOG-3), following the crash-safety design
+   * above. The updates are not written in place yet: they wait in `unapplied` for a checkpoint,
+   * and the entry stays in the active sequence until then.
+   */
+  private logEntry(updates: LogUpdate[]): void {
     let firstOfPeriod = false;
     if (!this.ring) {
       const L = this.logAreaLength();
@@ -1043,7 +1085,7 @@ export class VhdxDisk {
     const len = entryLengthBytes(updates.length, data);
     let pos = ring.place(len);
     if (pos === undefined) {
-      this.syncFlush(); // settles every applied entry: the whole log is free again
+      this.checkpoint(); // settles every entry: the whole log is free again
       this.stats.drains++;
       pos = ring.place(len)!;
     }
@@ -1056,15 +1098,56 @@ export class VhdxDisk {
       this.updateHeaders({ logGuid: ring.logGuid, logOffsetBytes: ring.areaOffsetBytes, logLengthBytes: ring.areaLengthBytes });
     }
     for (const u of updates) {
-      if (u.kind === 'data') this.devWrite(u.fileOffsetBytes, u.image);
-      else this.writeZeros(u.fileOffsetBytes, u.lengthBytes);
+      if (u.kind === 'data') this.unapplied.set(u.fileOffsetBytes, u.image);
+      else for (let at = u.fileOffsetBytes; at < u.fileOffsetBytes + u.lengthBytes; at += S) this.unapplied.set(at, null);
     }
-    ring.markApplied();
+  }
+
+  /**
+   * Applies every logged update in place (each sector's newest image, which is what replaying the
+   * whole active sequence gives) and flushes: every entry is settled and its log space free.
+   */
+  private checkpoint(): void {
+    if (!this.ring?.hasUnsettled) return;
+    const at = [...this.unapplied.keys()].sort((a, b) => a - b);
+    for (let i = 0; i < at.length; ) {
+      // One device write per run of adjacent sectors of the same kind.
+      const zero = this.unapplied.get(at[i]) === null;
+      let j = i + 1;
+      while (j < at.length && at[j] === at[j - 1] + S && (this.unapplied.get(at[j]) === null) === zero) j++;
+      if (zero) this.writeZeros(at[i], (j - i) * S);
+      else if (j === i + 1) this.devWrite(at[i], this.unapplied.get(at[i])!);
+      else {
+        const run = new Uint8Array((j - i) * S);
+        for (let k = i; k < j; k++) run.set(this.unapplied.get(at[k])!, (k - i) * S);
+        this.devWrite(at[i], run);
+      }
+      i = j;
+    }
+    this.unapplied.clear();
+    this.ring.markApplied();
+    this.syncFlush();
+    this.stats.checkpoints++;
+  }
+
+  /** Metadata bytes as the log says they are: the device's, with the unapplied sectors over them. */
+  private readThrough(offsetBytes: number, lengthBytes: number): Uint8Array {
+    const bytes = this.dev.read(offsetBytes, lengthBytes);
+    if (this.unapplied.size === 0) return bytes;
+    for (let at = Math.floor(offsetBytes / S) * S; at < offsetBytes + lengthBytes; at += S) {
+      const image = this.unapplied.get(at);
+      if (image === undefined) continue;
+      const from = Math.max(at, offsetBytes);
+      const to = Math.min(at + S, offsetBytes + lengthBytes);
+      if (image === null) bytes.fill(0, from - offsetBytes, to - offsetBytes);
+      else bytes.set(image.subarray(from - at, to - at), from - offsetBytes);
+    }
+    return bytes;
   }
 
   /**
    * Logs every pending BAT change (flush data first: §5.8), in as few entries as fit the log.
-   * Returns whether anything was logged.
+   * Returns whether anything was logged. Blocks released before it are free space afterwards.
    */
   private commitPending(): boolean {
     if (this.pendingSectorCount() === 0) return false;
@@ -1079,10 +1162,12 @@ export class VhdxDisk {
     }));
     for (const k of this.bat.takeDirtySectors()) pushSectorUpdate(updates, batOffset + k * S, this.bat.sectorImage(k));
     this.logInEntries(updates);
+    // The BAT no longer points at them, durably: their space can hold other blocks now.
+    for (const [s, e] of this.releasedUncommitted.splice(0)) this.freeSpace().give(s, e);
     return true;
   }
 
-  /** Logs and applies `updates` in order, in as few entries as fit the log. */
+  /** Logs `updates` in order, in as few entries as fit the log. */
   private logInEntries(updates: readonly LogUpdate[]): void {
     const maxBytes = entryLengthBytes(this.maxEntryData, this.maxEntryData);
     let chunk: LogUpdate[] = [];
@@ -1090,14 +1175,14 @@ export class VhdxDisk {
     for (const u of updates) {
       const d = chunkData + (u.kind === 'data' ? 1 : 0);
       if (chunk.length > 0 && (d > this.maxEntryData || entryLengthBytes(chunk.length + 1, d) > maxBytes)) {
-        this.logAndApply(chunk);
+        this.logEntry(chunk);
         chunk = [];
         chunkData = 0;
       }
       chunk.push(u);
       chunkData += u.kind === 'data' ? 1 : 0;
     }
-    if (chunk.length > 0) this.logAndApply(chunk);
+    if (chunk.length > 0) this.logEntry(chunk);
   }
 
   private pendingSectorCount(): number {
@@ -1111,12 +1196,18 @@ export class VhdxDisk {
   // ------------------------------------------------------------------------------------------
   // payload
 
-  /** §5.8: a new block at the end of everything, file extended first; BAT change pending. */
-  private allocateBlock(block: number, state: number = ST.PAYLOAD_BLOCK_FULLY_PRESENT): number {
-    const at = alignUp(Math.max(this.fileSize, this.structuresEnd), MiB);
-    this.structuresEnd = at + this.blockSize;
+  /**
+   * §5.8: a place for a new block, BAT change pending: free space inside the file (`reused`: it
+   * holds old bytes, so whatever the caller does not write must be zeroed), else fresh space at
+   * the end (it reads as zeros once the file is extended).
+   */
+  private allocateBlock(block: number, state: number = ST.PAYLOAD_BLOCK_FULLY_PRESENT): { offsetBytes: number; reused: boolean } {
+    const free = this.freeSpace().take(this.blockSize);
+    const at = free ?? this.endOfFile();
+    this.structuresEnd = Math.max(this.structuresEnd, at + this.blockSize);
     this.bat.set(this.bat.payloadIndex(block), state, at / MiB);
-    return at;
+    if (free !== undefined) this.stats.blocksReused++;
+    return { offsetBytes: at, reused: free !== undefined };
   }
 
   /**
@@ -1137,13 +1228,23 @@ export class VhdxDisk {
       if (this.coversBlock(from, to - from) || this.bat.state(this.bat.payloadIndex(b)) !== ST.PAYLOAD_BLOCK_NOT_PRESENT) continue;
       const sbIndex = this.bitmapIndexOfBlock(b);
       if (this.bat.state(sbIndex) === SectorBitmapState.SB_BLOCK_PRESENT) continue;
-      const at = alignUp(Math.max(this.fileSize, this.structuresEnd), MiB);
+      // Fresh space (never free space): a new bitmap must read as zeros, no sector present.
+      const at = this.endOfFile();
       this.structuresEnd = at + MiB;
       this.devSetSize(at + MiB);
       this.bat.set(sbIndex, SectorBitmapState.SB_BLOCK_PRESENT, at / MiB);
       added = true;
     }
     if (added) this.commitPending();
+  }
+
+  /** Whether a write of [offsetBytes, end) needs a new block (some block in it holds no data of this file yet). */
+  private allocates(offsetBytes: number, end: number): boolean {
+    for (let b = Math.floor(offsetBytes / this.blockSize); b * this.blockSize < end; b++) {
+      const st = this.bat.state(this.bat.payloadIndex(b));
+      if (st !== ST.PAYLOAD_BLOCK_FULLY_PRESENT && st !== ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) return true;
+    }
+    return false;
   }
 
   /** Whether [offset, offset + length), inside one block, is that whole block (up to the disk's end for the last one). */
@@ -1284,7 +1385,7 @@ export class VhdxDisk {
   private loadBitmapSector(chunk: number, sector: number): Uint8Array {
     const index = batIndexOfSectorBitmap(chunk, this.geo.chunkRatio);
     const image = new Uint8Array(S);
-    if (this.bat.state(index) === SectorBitmapState.SB_BLOCK_PRESENT) this.dev.readInto!(this.bat.offsetBytes(index) + sector * S, image);
+    if (this.bat.state(index) === SectorBitmapState.SB_BLOCK_PRESENT) image.set(this.readThrough(this.bat.offsetBytes(index) + sector * S, S));
     return image;
   }
 
@@ -1299,6 +1400,9 @@ export class VhdxDisk {
       const lss = this.sectorSize;
       const bat = this.bat;
       const end = offsetBytes + bytes.length;
+      // Trimmed blocks become free space once their BAT change is durable: commit it before
+      // this write allocates, so their space is reused instead of the file growing.
+      if (this.releasedUncommitted.length > 0 && this.allocates(offsetBytes, end)) this.commitPending();
       if (this.differencing) this.ensureBitmapBlocks(offsetBytes, end);
       let runFile = 0;
       let runSrc = 0;
@@ -1333,11 +1437,21 @@ export class VhdxDisk {
           const whole = this.coversBlock(v, n);
           if (this.differencing && st === ST.PAYLOAD_BLOCK_NOT_PRESENT && !whole) {
             // The other sectors stay the parent's: a new block, only the written sectors' bits set
-            // (bits a crashed session may have left for this block are cleared).
-            base = this.allocateBlock(b, ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT);
+            // (bits a crashed session may have left for this block are cleared), so old bytes in
+            // reused space are never read.
+            base = this.allocateBlock(b, ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT).offsetBytes;
             this.bitmaps!.set(b, 0, bs / lss, false);
             this.bitmaps!.set(b, inBlock / lss, n / lss, true);
-          } else base = this.allocateBlock(b); // ZERO, UNMAPPED, UNDEFINED read as zeros: so does fresh space
+          } else {
+            // ZERO, UNMAPPED, UNDEFINED and NOT_PRESENT read as zeros: so must the rest of the new block.
+            const placed = this.allocateBlock(b);
+            base = placed.offsetBytes;
+            if (placed.reused) {
+              flushRun();
+              this.writeZeros(base, inBlock);
+              this.writeZeros(base + inBlock + n, bs - inBlock - n);
+            }
+          }
           targetSize = Math.max(targetSize, base + bs);
         }
         const fo = base + inBlock;
@@ -1380,7 +1494,7 @@ export class VhdxDisk {
           this.ensureSession(true);
           if (whole && !this.fixed) {
             const at = this.bat.offsetBytes(index);
-            this.released.push([at, at + bs]);
+            this.releasedUncommitted.push([at, at + bs]);
             this.bat.set(index, ST.PAYLOAD_BLOCK_UNMAPPED, 0);
           }
           else this.writeZeros(this.bat.offsetBytes(index) + inBlock, n);
@@ -1419,6 +1533,8 @@ export class VhdxDisk {
     this.guarded(() => {
       this.ensureSession(true);
       this.commitPending();
+      // Settle the log first: no entry may still describe a BAT sector where the BAT no longer is.
+      this.checkpoint();
       const bs = this.blockSize;
       const grow = virtualSizeBytes > oldSize;
       const g = computeGeometry({ virtualDiskSizeBytes: virtualSizeBytes, blockSizeBytes: bs, logicalSectorSizeBytes: lss, hasParent: false });
@@ -1434,16 +1550,21 @@ export class VhdxDisk {
       bat.bytes.set(this.bat.bytes.subarray(0, Math.min(this.bat.bytes.length, bat.bytes.length)));
       bat.bytes.fill(0, g.totalBatEntries * 8);
       if (this.fixed) {
+        // New blocks read as zeros: fresh space does; free space is zeroed first.
         for (let b = this.geo.payloadBlockCount; b < g.payloadBlockCount; b++) {
-          const at = alignUp(Math.max(this.fileSize, this.structuresEnd), MiB);
-          this.structuresEnd = at + bs;
+          const free = this.freeSpace().take(bs);
+          const at = free ?? this.endOfFile();
+          this.structuresEnd = Math.max(this.structuresEnd, at + bs);
+          if (free !== undefined) this.writeZeros(at, bs);
+          else this.devSetSize(at + bs);
           bat.set(bat.payloadIndex(b), ST.PAYLOAD_BLOCK_FULLY_PRESENT, at / MiB);
         }
-        if (this.structuresEnd > this.fileSize) this.devSetSize(this.structuresEnd);
       }
+      // Blocks past the new end are free once the new BAT is durable.
+      const dropped: [number, number][] = [];
       for (let i = g.totalBatEntries; i < this.geo.totalBatEntries; i++) {
         const mb = this.bat.offsetMB(i);
-        if (mb !== 0) this.released.push([mb * MiB, mb * MiB + (this.bat.isSectorBitmapIndex(i) ? MiB : bs)]);
+        if (mb !== 0) dropped.push([mb * MiB, mb * MiB + (this.bat.isSectorBitmapIndex(i) ? MiB : bs)]);
       }
 
       let region = this.regionTable.bat;
@@ -1471,12 +1592,13 @@ export class VhdxDisk {
       }
       const itemAt = this.meta.virtualSizeItemOffsetBytes;
       const sectorAt = Math.floor(itemAt / S) * S;
-      const image = this.dev.read(sectorAt, S);
+      const image = this.readThrough(sectorAt, S);
       VIRTUAL_DISK_SIZE.encodeInto({ VirtualDiskSize: BigInt(virtualSizeBytes) }, image, itemAt - sectorAt);
       const sizeUpdate: LogUpdate = { kind: 'data', fileOffsetBytes: sectorAt, image };
       this.syncFlush(); // zeroed padding, new blocks and a moved BAT durable before anything points at them
       this.logInEntries(grow ? [...batUpdates, sizeUpdate] : [sizeUpdate, ...batUpdates]);
       this.syncFlush();
+      for (const [s, e] of dropped) this.freeSpace().give(s, e);
       this.bat = bat;
       this.geo = g;
       this.meta = { ...this.meta, virtualSizeBytes };
@@ -1506,7 +1628,8 @@ export class VhdxDisk {
         this.guarded(() => {
           this.commitPending();
           if (this.ring) {
-            this.syncFlush(); // every applied entry settled
+            this.checkpoint(); // every entry applied and settled
+            if (this.wroteSinceFlush) this.syncFlush();
             this.updateHeaders({ logGuid: ZERO_GUID });
             this.ring = undefined;
           } else if (this.wroteSinceFlush) this.syncFlush();

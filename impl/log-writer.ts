@@ -15,10 +15,14 @@ export interface LogStats {
   drains: number;
   /** Log periods started (a new LogGuid published with a new log area). */
   periods: number;
+  /** Times the logged updates were applied in place and flushed, settling every entry. */
+  checkpoints: number;
+  /** Payload blocks placed in free space inside the file (freed by trims, or gaps) instead of at its end. */
+  blocksReused: number;
 }
 
 export function emptyLogStats(): LogStats {
-  return { entriesWritten: 0, wraps: 0, splitEntries: 0, drains: 0, periods: 0 };
+  return { entriesWritten: 0, wraps: 0, splitEntries: 0, drains: 0, periods: 0, checkpoints: 0, blocksReused: 0 };
 }
 
 /**

@@ -175,10 +175,14 @@ function checkSession(events: readonly DeviceEvent[], ctx: Ctx): string[] {
       return;
     }
     if (inRange(o, ctx.batOffset, ctx.batLength) || inRange(o, ctx.metadataOffset, ctx.metadataLength)) {
-      // In-place metadata write: some earlier entry holds exactly this sector, flushed since.
-      const covering = [...entries].reverse().find((e) => e.data.some((d) => d.fileOffset === o && Buffer.from(d.image).equals(Buffer.from(ev.bytes))) || e.zeros.some((z) => o >= z.fileOffset && o + len <= z.fileOffset + z.length));
-      if (!covering) v.push(`event ${i}: in-place metadata write at ${o} without a log entry holding it`);
-      else if (!(lastFlush > covering.index)) v.push(`event ${i}: in-place metadata write at ${o} before a flush following its log entry (event ${covering.index})`);
+      // In-place metadata write (one or more whole sectors): some earlier entry holds exactly each sector, flushed since.
+      if (o % S !== 0 || len % S !== 0) v.push(`event ${i}: in-place metadata write at ${o} of ${len} bytes is not whole 4 KiB sectors`);
+      for (let at = o; at + S <= o + len; at += S) {
+        const sector = Buffer.from(ev.bytes.subarray(at - o, at - o + S));
+        const covering = [...entries].reverse().find((e) => e.data.some((d) => d.fileOffset === at && sector.equals(Buffer.from(d.image))) || e.zeros.some((z) => at >= z.fileOffset && at + S <= z.fileOffset + z.length));
+        if (!covering) v.push(`event ${i}: in-place metadata write at ${at} without a log entry holding it`);
+        else if (!(lastFlush > covering.index)) v.push(`event ${i}: in-place metadata write at ${at} before a flush following its log entry (event ${covering.index})`);
+      }
       return;
     }
     // Payload data (anything else past the header section that is not a log entry).

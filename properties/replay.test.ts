@@ -444,7 +444,7 @@ test('REPLAY: the log writer always leaves an active sequence of exactly its uns
   expect(() => new LogRing(LOG_AT_BYTES, S, GUIDS[0], 1n, emptyLogStats())).toThrow(/log area too small/);
   expect(() => new LogRing(LOG_AT_BYTES, 2 * S, GUIDS[0], 0n, emptyLogStats())).toThrow(/sequence numbers start above 0/);
   expect(() => new LogRing(LOG_AT_BYTES, 2 * S, GUIDS[0], 1n, emptyLogStats()).place(3 * S)).toThrow(/entry longer than the log/);
-  expect(emptyLogStats()).toEqual({ entriesWritten: 0, wraps: 0, splitEntries: 0, drains: 0, periods: 0 });
+  expect(emptyLogStats()).toEqual({ entriesWritten: 0, wraps: 0, splitEntries: 0, drains: 0, periods: 0, checkpoints: 0, blocksReused: 0 });
   type Op = { kind: 'entry'; dataSectors: number; zeros: number } | { kind: 'apply' } | { kind: 'flush' };
   const opArb: fc.Arbitrary<Op> = fc.oneof(
     { weight: 4, arbitrary: fc.record({ kind: fc.constant('entry' as const), dataSectors: fc.nat(4), zeros: fc.nat(2) }) },
