@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { Counterexample, CreateParams, writeCounterexample } from './events';
 import { PropertyDef, ScenarioValue, defaultSeed, propertyOf, runScenario } from './properties';
-import { PropertyViolation, RunStats } from './runner';
+import { PropertyViolation, RunStats, addRunStats, emptyRunStats } from './runner';
 
 /** The outcome of checking one property: what ran, and the saved counterexample on failure. */
 export interface CampaignResult {
@@ -29,14 +29,10 @@ export interface CampaignOptions {
 
 export function runCampaign(def: PropertyDef, o: CampaignOptions = {}): CampaignResult {
   const seed = o.seed ?? defaultSeed(def.id);
-  const total: RunStats = { steps: 0, crashStatesChecked: 0, flushPointsChecked: 0, reads: 0, faultsInjected: 0 };
+  const total: RunStats = emptyRunStats();
   const t0 = Date.now();
   const prop = propertyOf(def, (r) => {
-    total.steps += r.stats.steps;
-    total.crashStatesChecked += r.stats.crashStatesChecked;
-    total.flushPointsChecked += r.stats.flushPointsChecked;
-    total.reads += r.stats.reads;
-    total.faultsInjected += r.stats.faultsInjected;
+    addRunStats(total, r.stats);
     o.onRun?.(total);
   }, o.params);
   const out = fc.check(prop, {

@@ -1,5 +1,4 @@
 import { DiskModel, Divergence, UNIT_BYTES } from '../spec-model/disk-model';
-import { patternBytes } from './patterns';
 
 /**
  * Checks a whole disk's touched units against a model's allowed sets, fast enough to run on
@@ -50,7 +49,7 @@ export class ContentCheck {
           r.uncertainUnits.push(first + i);
           continue;
         }
-        if (allowed[0] !== 0) r.expected.set(patternBytes(allowed[0], r.offsetBytes + at, UNIT_BYTES), at);
+        if (allowed[0] !== 0) r.expected.set(model.unitPatterns.bytes(allowed[0], r.offsetBytes + at, UNIT_BYTES), at);
         const last = r.exactSpans[r.exactSpans.length - 1];
         if (last && last[1] === at) last[1] = at + UNIT_BYTES;
         else r.exactSpans.push([at, at + UNIT_BYTES]);

@@ -27,6 +27,7 @@ const TABLE_PAGES = 64;
 export const TEAR_UNIT_BYTES = 512;
 /** Stands for an all-zero page in page tables; never written (writers copy it first). */
 const ZERO_PAGE = new Uint8Array(PAGE_BYTES);
+const ZERO_BUFFER = Buffer.from(ZERO_PAGE.buffer);
 
 function requireCount(parameter: string, value: number): void {
   if (!Number.isSafeInteger(value) || value < 0) throw new VhdxUsageError(parameter, `${parameter} must be a non-negative safe integer, got ${value}`);
@@ -178,14 +179,20 @@ export class CowImage implements ByteSource {
     const end = offsetBytes + bytes.length;
     const firstPage = Math.floor(offsetBytes / PAGE_BYTES);
     const endPage = Math.ceil(end / PAGE_BYTES);
+    // A whole page of zeros costs no memory: it becomes the shared zero page (drivers zero whole blocks).
+    const zeroPage = (i: number) => {
+      const from = i * PAGE_BYTES - offsetBytes;
+      return from >= 0 && from + PAGE_BYTES <= bytes.length && ZERO_BUFFER.equals(Buffer.from(bytes.buffer, bytes.byteOffset + from, PAGE_BYTES));
+    };
     let fresh = 0;
-    for (let i = firstPage; i < endPage; i++) if (this.needsCopy(i)) fresh++;
+    for (let i = firstPage; i < endPage; i++) if (this.needsCopy(i) && !zeroPage(i)) fresh++;
     const slab = { bytes: new Uint8Array(fresh * PAGE_BYTES), used: 0 };
     for (let pos = offsetBytes; pos < end; ) {
       const i = Math.floor(pos / PAGE_BYTES);
       const inPage = pos - i * PAGE_BYTES;
       const n = Math.min(PAGE_BYTES - inPage, end - pos);
-      this.pageForWrite(i, slab, n === PAGE_BYTES).set(bytes.subarray(pos - offsetBytes, pos - offsetBytes + n), inPage);
+      if (n === PAGE_BYTES && zeroPage(i)) this.tableForWrite(Math.floor(i / TABLE_PAGES)).pages[i % TABLE_PAGES] = ZERO_PAGE;
+      else this.pageForWrite(i, slab, n === PAGE_BYTES).set(bytes.subarray(pos - offsetBytes, pos - offsetBytes + n), inPage);
       pos += n;
     }
     this.size = Math.max(this.size, end);

@@ -18,7 +18,11 @@ import { VhdxIoError, VhdxUsageError } from '../spec-model/format/errors';
 import type { DiskParams, ModelEvent, OpenMode } from '../spec-model/disk-model';
 
 export type { DiskParams, OpenMode };
-export type CreateParams = DiskParams;
+/**
+ * `create`'s parameters. `foreign` names a corpus image another writer made (harness/foreign): the
+ * disk then starts as that image, opened read-write, and the other fields are its geometry.
+ */
+export type CreateParams = Omit<DiskParams, 'initialContent'> & { foreign?: string };
 
 /**
  * Which device events of a session survive a crash (harness/crash builds the state).
@@ -136,7 +140,7 @@ function required(o: Record<string, Json>, key: string, where: string): Json {
 }
 
 function parseCreateParams(v: Json, where: string): CreateParams {
-  const keys = ['virtualSizeBytes', 'blockSizeBytes', 'logicalSectorSizeBytes', 'physicalSectorSizeBytes', 'fixed', 'logSizeBytes', 'parents'] as const;
+  const keys = ['virtualSizeBytes', 'blockSizeBytes', 'logicalSectorSizeBytes', 'physicalSectorSizeBytes', 'fixed', 'logSizeBytes', 'parents', 'foreign'] as const;
   const o = asObject(v, where, keys);
   const fixed = required(o, 'fixed', where);
   if (typeof fixed !== 'boolean') fail(`${where}.fixed`, `expected a boolean, got ${show(fixed)}`);
@@ -159,6 +163,7 @@ function parseCreateParams(v: Json, where: string): CreateParams {
       : {};
   return {
     ...parents,
+    ...('foreign' in o ? { foreign: asString(o.foreign, `${where}.foreign`) } : {}),
     virtualSizeBytes: asCount(required(o, 'virtualSizeBytes', where), `${where}.virtualSizeBytes`),
     blockSizeBytes: asCount(required(o, 'blockSizeBytes', where), `${where}.blockSizeBytes`),
     logicalSectorSizeBytes: asSectorSize(required(o, 'logicalSectorSizeBytes', where), `${where}.logicalSectorSizeBytes`),

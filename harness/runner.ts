@@ -3,15 +3,18 @@ import { DiskModel, Divergence, UNIT_BYTES } from '../spec-model/disk-model';
 import { inspect } from '../spec-model/inspect';
 import { openOracle } from '../spec-model/read';
 import { planReplay } from '../spec-model/replay';
-import { HEADER_OFFSETS_BYTES, HEADER_SIZE_BYTES, Header, storeChecksum } from '../spec-model/format';
+import { HEADER_OFFSETS_BYTES, HEADER_SIZE_BYTES, Header, MiB, storeChecksum } from '../spec-model/format';
 import { ByteSource, MemorySource } from '../spec-model/source';
 import { FaultPlan, FaultyDevice, MemoryDevice, RecordingDevice, VhdxDisk, type OpenOptions } from '../impl';
 import { CowDevice, CowImage, CrashLog, CrashState, inFlightIndices, tearPieces } from './crash';
 import { CrashChoice, CreateParams, DeviceEvent, DiskEvent } from './events';
-import { HeaderViolation, SessionObservation, currentHeaderOf, observeHeaders, observeLogOrdering } from './observe';
+import { HeaderViolation, SessionObservation, currentHeaderOf, observeHeaders } from './observe';
+import { observeLogOrdering, observeLogTruth } from './observe-log';
 import { PATTERNS, patternBytes } from './patterns';
 import { ContentCheck } from './content-check';
 import { xorshift32 } from './prng';
+import { FOREIGN_SEED, foreignImage, withForeignContent } from './foreign';
+import { SpaceLedger, allocationOf } from './space';
 import * as path from 'path';
 
 /*
@@ -24,7 +27,15 @@ import * as path from 'path';
  * crashed replays (REPLAY); injected device faults surface typed and lose nothing flushed
  * (FAULT). A broken promise throws `PropertyViolation`.
  */
-export type PropertyId = 'READ' | 'ORACLE' | 'CRC' | 'HEADER' | 'CRASH' | 'REPLAY' | 'FAULT';
+export type PropertyId = 'READ' | 'ORACLE' | 'CRC' | 'HEADER' | 'CRASH' | 'REPLAY' | 'FAULT' | 'SPACE';
+
+/** The scenario ran past the campaign's deadline (a budget, not a failure): fast-check skips the run. */
+export class DeadlineReached extends Error {
+  constructor() {
+    super('the campaign deadline was reached during a scenario');
+    this.name = 'DeadlineReached';
+  }
+}
 
 export class PropertyViolation extends Error {
   constructor(
@@ -54,6 +65,12 @@ export interface RunnerOptions {
   replayChecks?: boolean;
   /** FAULT: arm this fault on the device of the first session opened after create. */
   fault?: FaultPlan;
+  /** SPACE: after every close and reopened crash, the file fits what the disk needs (harness/space). */
+  space?: boolean;
+  /** The property a log-truth break (LOG-12, LOG-16, LOG-37) is reported under: the family that found it (default CRASH, HEADER when `headers`). */
+  property?: PropertyId;
+  /** Date.now() past which a scenario stops (DeadlineReached) at the next step. */
+  deadline?: number;
 }
 
 export interface RunStats {
@@ -62,6 +79,22 @@ export interface RunStats {
   flushPointsChecked: number;
   reads: number;
   faultsInjected: number;
+  /** How often each rare state was reached (harness/coverage names them). */
+  coverage: Record<string, number>;
+}
+
+export function emptyRunStats(): RunStats {
+  return { steps: 0, crashStatesChecked: 0, flushPointsChecked: 0, reads: 0, faultsInjected: 0, coverage: {} };
+}
+
+/** Adds `b` into `a`. */
+export function addRunStats(a: RunStats, b: RunStats): void {
+  a.steps += b.steps;
+  a.crashStatesChecked += b.crashStatesChecked;
+  a.flushPointsChecked += b.flushPointsChecked;
+  a.reads += b.reads;
+  a.faultsInjected += b.faultsInjected;
+  for (const [k, v] of Object.entries(b.coverage)) a.coverage[k] = (a.coverage[k] ?? 0) + v;
 }
 
 const SECTOR = UNIT_BYTES;
@@ -169,8 +202,10 @@ function describeDivergences(d: Divergence[]): string {
 }
 
 export class ScenarioRunner {
-  readonly model = new DiskModel(PATTERNS);
-  readonly stats: RunStats = { steps: 0, crashStatesChecked: 0, flushPointsChecked: 0, reads: 0, faultsInjected: 0 };
+  /** The model (replaced at create when the disk starts as a foreign image: its seed then means that image's bytes). */
+  model = new DiskModel(PATTERNS);
+  readonly stats: RunStats = emptyRunStats();
+  private space?: SpaceLedger;
   /** The events executed so far, with crash choices made concrete: a replayable record. */
   readonly executed: DiskEvent[] = [];
   private disk?: VhdxDisk;
@@ -246,6 +281,7 @@ export class ScenarioRunner {
 
   /** Applies one event; a crash event's choice may be given as a seed (`choiceSeed`) and is resolved here. */
   step(event: DiskEvent | { type: 'crash'; choiceSeed: number }): void {
+    this.checkDeadline();
     const index = this.stats.steps++;
     if (this.reopenAfterFault) {
       this.reopenAfterFault = false;
@@ -273,6 +309,15 @@ export class ScenarioRunner {
     }
   }
 
+  private checkDeadline(): void {
+    if (this.options.deadline !== undefined && Date.now() > this.options.deadline) throw new DeadlineReached();
+  }
+
+  /** Counts a rare state reached (harness/coverage). */
+  private reached(state: string, n = 1): void {
+    if (n > 0) this.stats.coverage[state] = (this.stats.coverage[state] ?? 0) + n;
+  }
+
   private startSession(image: CowImage, arm = false): void {
     this.segments = [];
     this.sessionStart = image;
@@ -286,15 +331,38 @@ export class ScenarioRunner {
 
   private endSessionChecks(index: number): void {
     if (!this.device || !this.sessionStart) return;
-    if (this.options.headers) {
-      // A session that created the file is observed from the end of create on: creation writes
-      // every structure directly (notes §5.9); what follows is a writable session like any other.
-      const from = this.minCutAtCreate;
-      const start = from > 0 ? new CrashLog(this.sessionStart, this.device.events.slice(0, from)).prefixState(from).image : this.sessionStart;
-      const session = { events: this.device.events.slice(from), start, firstGuestEventIndex: this.firstGuestEvent === undefined ? undefined : this.firstGuestEvent - from };
-      this.requireHeaderRules(session, index, '', from);
-    }
+    // A session that created the file is observed from the end of create on: creation writes
+    // every structure directly (notes §5.9); what follows is a writable session like any other.
+    const from = this.minCutAtCreate;
+    const start = from > 0 ? new CrashLog(this.sessionStart, this.device.events.slice(0, from)).prefixState(from).image : this.sessionStart;
+    const session = { events: this.device.events.slice(from), start, firstGuestEventIndex: this.firstGuestEvent === undefined ? undefined : this.firstGuestEvent - from };
+    if (this.options.headers) this.requireHeaderRules(session, index, '', from);
+    this.requireLogTruth(session, index, '', from);
     if (this.options.checkFlushPoints) this.requireCleanFlushPoints(this.sessionStart, this.device.events, index, '', this.minCutAtCreate);
+    const stats = this.disk?.logArea.stats;
+    if (stats) {
+      this.reached('log.drain', stats.drains);
+      this.reached('space.reused', stats.blocksReused);
+    }
+  }
+
+  /**
+   * What every log entry of a session says must be true of the file when it was written
+   * (harness/observe-log: LOG-12, LOG-16, LOG-37), and the shape of the log for the coverage.
+   */
+  private requireLogTruth(session: SessionObservation, index: number, where: string, eventOffset = 0): void {
+    const { violations, facts } = observeLogTruth(session);
+    this.reached('log.entry', facts.entries);
+    this.reached('log.wrap', facts.wraps);
+    if (facts.maxUnsettledAtWrite >= 2) this.reached('log.unsettled-3');
+    this.reached('log.multi-bat-sector-entry', facts.multiBatSectorEntries);
+    this.reached('log.zero-descriptor', facts.zeroDescriptors);
+    this.reached('log.bat-zero-descriptor', facts.batZeroDescriptors);
+    if (facts.entries > 0) this.reached(facts.payloadWrites > 0 ? 'session.data' : 'session.metadata-only');
+    if (violations.length) {
+      const property = this.options.property ?? (this.options.headers ? 'HEADER' : 'CRASH');
+      throw new PropertyViolation(property, index, where + violations.slice(0, 3).map((x) => `${x.rule} at device event ${x.eventIndex + eventOffset}: ${x.message}`).join('; '));
+    }
   }
 
   /** HEADER over one session's device events (`eventOffset`: where they start in the session's log, for reports). */
@@ -323,6 +391,7 @@ export class ScenarioRunner {
   private apply(event: DiskEvent | { type: 'crash'; choiceSeed: number }, index: number): void {
     switch (event.type) {
       case 'create': {
+        if (event.params.foreign !== undefined) return this.createFromForeign(event, index);
         this.startSession(CowImage.fromBytes(new Uint8Array(0), 'disk.vhdx'));
         this.parents.clear();
         if (event.params.parents?.length) {
@@ -333,6 +402,9 @@ export class ScenarioRunner {
         this.minCut = this.minCutAtCreate = this.device!.events.length;
         this.model.apply(event);
         this.executed.push(event);
+        if (event.params.parents?.length) this.reached(event.params.parents.length >= 3 ? 'chain.depth-3' : 'chain');
+        if (this.disk.geometry.totalBatEntries * 8 > MiB) this.reached('bat.big');
+        if (this.options.space) this.openLedger();
         return;
       }
       case 'open': {
@@ -352,6 +424,7 @@ export class ScenarioRunner {
       case 'write': {
         this.markGuest();
         this.disk!.write(event.offsetBytes, patternBytes(event.seed, event.offsetBytes, event.lengthBytes));
+        this.space?.write(event.offsetBytes, event.lengthBytes);
         this.model.apply(event);
         this.executed.push(event);
         return;
@@ -359,6 +432,7 @@ export class ScenarioRunner {
       case 'trim': {
         this.markGuest();
         this.disk!.trim(event.offsetBytes, event.lengthBytes);
+        this.space?.trim(event.offsetBytes, event.lengthBytes);
         this.model.apply(event);
         this.executed.push(event);
         return;
@@ -382,7 +456,11 @@ export class ScenarioRunner {
       case 'resize': {
         // A durability point whose crash states may show either size: the segment keeps both models.
         const segment = this.openSegment();
+        const before = { size: this.disk!.virtualSizeBytes, bat: this.disk!.layout.batOffsetBytes };
         this.disk!.resize(event.virtualSizeBytes);
+        this.reached(event.virtualSizeBytes > before.size ? 'resize.grow' : 'resize.shrink');
+        if (this.disk!.layout.batOffsetBytes !== before.bat) this.reached('resize.bat-moved');
+        this.space?.resize(event.virtualSizeBytes);
         this.minCut = this.device!.events.length;
         this.model.apply(event);
         if (segment) segment.resized = this.model.clone();
@@ -408,6 +486,7 @@ export class ScenarioRunner {
         }
         this.model.apply(event);
         this.resting = this.liveImage!.fork();
+        this.checkSpace(this.resting, index, 'after close');
         if (this.options.oracle) this.compareOracle(this.resting, index, 'after close');
         this.disk = undefined;
         this.executed.push(event);
@@ -422,6 +501,7 @@ export class ScenarioRunner {
         const log = new CrashLog(this.sessionStart!, events.slice());
         if (this.options.enumerateCrashes) this.enumerateSession(index, log);
         const state = log.sampleCrashState(cut, { ...choice, cutAfterDeviceEvent: cut });
+        this.noteTears(state, events);
         this.requireNoErrors(state.image, index, `crash state at device event ${cut}`);
         this.stats.crashStatesChecked++;
         this.disk = undefined;
@@ -461,6 +541,7 @@ export class ScenarioRunner {
     });
     for (const [name, s] of [['the child', child], ['the parent', parent]] as const) {
       if (this.options.headers) this.requireHeaderRules(s, index, `merge, ${name}: `);
+      this.requireLogTruth(s, index, `merge, ${name}: `);
       if (this.options.checkFlushPoints || this.options.enumerateCrashes) this.requireCleanFlushPoints(s.start, s.events, index, `merge, ${name}, `);
     }
     if (this.options.enumerateCrashes) {
@@ -473,6 +554,8 @@ export class ScenarioRunner {
     }
     this.parents.delete(top);
     this.resting = parentImage;
+    this.space = undefined; // the ledger was the child's
+    this.reached('merge');
     if (this.options.oracle) this.compareOracle(this.resting, index, 'after merge');
   }
 
@@ -483,6 +566,7 @@ export class ScenarioRunner {
    */
   private afterFault(event: DiskEvent | { type: 'crash'; choiceSeed: number }, index: number, error: unknown): void {
     this.stats.faultsInjected++;
+    this.reached(`fault.${this.options.fault?.kind ?? 'unknown'}`);
     if (!(error instanceof VhdxIoError || error instanceof VhdxStateError)) {
       throw new PropertyViolation('FAULT', index, `${event.type}: the injected fault surfaced as ${(error as Error)?.name ?? typeof error}: ${(error as Error)?.message}`);
     }
@@ -539,6 +623,7 @@ export class ScenarioRunner {
       const again = contentOf(disk);
       disk.close();
       this.stats.crashStatesChecked++;
+      this.reached('replay.crashed-replay');
       const bad = again.findIndex((b, i) => !b.equals(roContent[i]));
       if (bad >= 0) throw new PropertyViolation('REPLAY', index, `crash during replay at device event ${k}, then reopen: unit ${units[bad]} differs from what the read-only open showed`);
     }
@@ -575,20 +660,20 @@ export class ScenarioRunner {
       // A crash inside a resize: the old size with the content before it, or the new one with the content after it.
       if (seg.resized) check.push({ sizeBytes: seg.resized.virtualSizeBytes, check: new ContentCheck(seg.resized, lss) });
       for (let k = seg.startCut; k < Math.min(seg.endCut, events.length + 1); k++) {
-        this.checkCrashState(log.prefixState(k), check, index);
+        this.checkCrashState(log.prefixState(k), check, index, events);
         // The same cut with its last write torn in the middle (at a 512-byte boundary).
         const last = events[k - 1];
         const pieces = last?.type === 'write' ? tearPieces(last.offsetBytes, last.bytes.length) : 0;
         if (pieces > 1 && k - 1 > log.lastFlushIndex(k)) {
-          this.checkCrashState(log.sampleCrashState(k, { keep: log.inFlight(k), tear: [{ index: k - 1, units: Math.floor(pieces / 2) }] }), check, index);
+          this.checkCrashState(log.sampleCrashState(k, { keep: log.inFlight(k), tear: [{ index: k - 1, units: Math.floor(pieces / 2) }] }), check, index, events);
         }
         // ... with only its last write landed (a missing flush before it shows here)
         const alone = log.lastWriteAlone(k);
-        if (alone) this.checkCrashState(alone, check, index);
+        if (alone) this.checkCrashState(alone, check, index, events);
         // ... and with one piece missing inside it: the piece that starts its second 4 KiB sector
         // (a log entry's first data sector), which only the entry checksum can tell from stale bytes.
         if (pieces > 8 && k - 1 > log.lastFlushIndex(k)) {
-          this.checkCrashState(log.sampleCrashState(k, { keep: log.inFlight(k), tear: [{ index: k - 1, units: pieces, holes: [8] }] }), check, index);
+          this.checkCrashState(log.sampleCrashState(k, { keep: log.inFlight(k), tear: [{ index: k - 1, units: pieces, holes: [8] }] }), check, index, events);
         }
       }
     }
@@ -649,8 +734,31 @@ export class ScenarioRunner {
   }
 
   /** CRASH on one enumerated state: reopens with a size the model allows, every touched unit in its allowed set. */
-  private checkCrashState(state: CrashState, checks: SizedCheck[], index: number): void {
+  private checkCrashState(state: CrashState, checks: SizedCheck[], index: number, events: readonly DeviceEvent[]): void {
+    this.checkDeadline();
+    this.noteTears(state, events);
     this.checkReopened(state.image, `crash state at device event ${state.cut}`, checks, index);
+  }
+
+  /** Coverage: what the torn writes of a crash state checked were writing. */
+  private noteTears(state: CrashState, events: readonly DeviceEvent[]): void {
+    for (const t of state.torn) {
+      const e = events[t.index];
+      if (e?.type === 'write') this.reached(`crash.torn-${this.writeKind(e.offsetBytes, e.bytes)}`);
+    }
+  }
+
+  /** What a device write of this session was writing: a header, the log, metadata (region tables, BAT, metadata region), or payload. */
+  private writeKind(offsetBytes: number, bytes: Uint8Array): 'header' | 'log' | 'metadata' | 'payload' {
+    if (offsetBytes >= HEADER_OFFSETS_BYTES[0] && offsetBytes < HEADER_OFFSETS_BYTES[1] + HEADER_SIZE_BYTES) return 'header';
+    if (bytes.length >= 4 && String.fromCharCode(bytes[0], bytes[1], bytes[2], bytes[3]) === 'loge') return 'log';
+    const layout = this.disk?.layout;
+    const log = this.disk?.logArea;
+    const inside = (at: number | undefined, len: number | undefined) => at !== undefined && len !== undefined && offsetBytes >= at && offsetBytes < at + len;
+    if (log && (inside(log.headerLogOffsetBytes, log.headerLogLengthBytes) || inside(log.activeAreaOffsetBytes, log.headerLogLengthBytes))) return 'log';
+    if (offsetBytes < MiB) return 'metadata'; // the region tables
+    if (layout && (inside(layout.batOffsetBytes, layout.batLengthBytes) || inside(layout.metadataOffsetBytes, layout.metadataLengthBytes))) return 'metadata';
+    return 'payload';
   }
 
   private checkReopened(image: CowImage, where: string, checks: SizedCheck[], index: number, options = this.openOptions('rw')): void {
@@ -671,11 +779,61 @@ export class ScenarioRunner {
   private checkAfterReopen(index: number): void {
     this.pendingCheck = false;
     const disk = this.disk!;
+    const replayed = disk.replayed?.entriesApplied ?? 0;
+    if (replayed > 0) this.reached('crash.dirty-reopen');
+    if (replayed >= 3) this.reached('crash.replay-3');
     if (disk.virtualSizeBytes !== this.model.virtualSizeBytes) throw new PropertyViolation('CRASH', index, `after reopen: virtual size ${disk.virtualSizeBytes}, expected ${this.model.virtualSizeBytes}`);
     const d = new ContentCheck(this.model, this.model.logicalSectorSizeBytes).run((o, l) => disk.read(o, l));
     if (d.length) throw new PropertyViolation('CRASH', index, `after reopen: ${describeDivergences(d)}`);
     this.model.adopt(unitReader((o, l) => disk.read(o, l), this.model.logicalSectorSizeBytes), this.model.uncertainUnits());
     if (this.options.oracle) this.compareOracle(this.sessionStart!, index, 'crash state, replayed by the oracle');
+    if (this.model.status === 'open-rw') this.checkSpace(this.liveImage!, index, 'after reopening a crash state');
+  }
+
+  /**
+   * `create` of a foreign image (harness/foreign): the disk starts as that file, opened read-write
+   * by the driver (a dirty log is replayed onto it), and the model starts with what the oracle
+   * reads from it. The first check compares the driver's reading with that at once.
+   */
+  private createFromForeign(event: Extract<DiskEvent, { type: 'create' }>, index: number): void {
+    const id = event.params.foreign!;
+    const image = foreignImage(id);
+    if ('unavailable' in image) throw new VhdxUsageError('foreign', `foreign image ${id}: ${image.unavailable}`);
+    const p = image.params;
+    const q = event.params;
+    if (p.virtualSizeBytes !== q.virtualSizeBytes || p.blockSizeBytes !== q.blockSizeBytes || p.logicalSectorSizeBytes !== q.logicalSectorSizeBytes) {
+      throw new VhdxUsageError('foreign', `foreign image ${id} has ${p.virtualSizeBytes} bytes, ${p.blockSizeBytes}-byte blocks and ${p.logicalSectorSizeBytes}-byte sectors; the scenario was made for ${q.virtualSizeBytes}, ${q.blockSizeBytes} and ${q.logicalSectorSizeBytes}`);
+    }
+    this.parents.clear();
+    this.model = new DiskModel(withForeignContent(PATTERNS, image));
+    this.startSession(CowImage.fromBytes(image.bytes, `${id}.vhdx`));
+    this.minCutAtCreate = 0;
+    this.disk = VhdxDisk.open(this.device!, this.openOptions('rw'));
+    this.minCut = this.device!.events.length;
+    const { foreign: _, ...geometry } = event.params;
+    this.model.apply({ type: 'create', params: { ...geometry, initialContent: { seed: FOREIGN_SEED, units: image.contentUnits } } });
+    this.executed.push(event);
+    this.reached('foreign.rw');
+    this.reached(`foreign.${image.writer}`);
+    const d = new ContentCheck(this.model, this.model.logicalSectorSizeBytes).run((o, l) => this.disk!.read(o, l));
+    if (d.length) throw new PropertyViolation('READ', index, `the driver reads ${id} differently from the oracle: ${describeDivergences(d)}`);
+    if (this.options.space) this.openLedger();
+  }
+
+  /** SPACE: the ledger starts from the file as it is now (after create, or a foreign image opened). */
+  private openLedger(): void {
+    const a = allocationOf(this.liveImage!);
+    const p = this.model.params;
+    const baseline = this.liveImage!.sizeBytes - a.payloadBlocks.length * p.blockSizeBytes - a.bitmapBlocks * MiB;
+    this.space = new SpaceLedger(p.blockSizeBytes, p.virtualSizeBytes, p.fixed, Math.max(MiB, p.logSizeBytes), Math.max(0, baseline), a.payloadBlocks, a.bat);
+  }
+
+  /** SPACE on the file as it is (a clean close, or a crash state reopened read-write and replayed). */
+  private checkSpace(image: CowImage, index: number, where: string): void {
+    if (!this.space || this.parents.size > 0) return;
+    const a = allocationOf(image);
+    this.space.noteBatRegion(a.bat.offsetBytes, a.bat.lengthBytes);
+    if (image.sizeBytes > this.space.boundBytes(a.bitmapBlocks)) throw new PropertyViolation('SPACE', index, `${where}: ${this.space.describe(image.sizeBytes, a.bitmapBlocks)}`);
   }
 
   /** ORACLE: the oracle's reading of `image` equals the model on every touched unit. */

@@ -9,6 +9,7 @@ import { OWN_READERS, readerMatrixSection, type ReaderMatrixRow } from './reader
 import { runCampaign, CampaignResult } from './campaign';
 import { PROPERTIES, defaultSeed } from './properties';
 import { CreateParams } from './events';
+import { addRunStats, emptyRunStats } from './runner';
 import { JUnitCase, junitXml } from './xml';
 import { WriterReport, formatWriterTable, runWriterCampaign } from './writers/campaign';
 import { qemuWriter } from './writers/qemu';
@@ -271,13 +272,10 @@ export function runGroupInline(job: WorkerJob, onProgress: (phase: string, crash
 }
 
 function addStats(a: CampaignResult['stats'], b: CampaignResult['stats']): CampaignResult['stats'] {
-  return {
-    steps: a.steps + b.steps,
-    crashStatesChecked: a.crashStatesChecked + b.crashStatesChecked,
-    flushPointsChecked: a.flushPointsChecked + b.flushPointsChecked,
-    reads: a.reads + b.reads,
-    faultsInjected: a.faultsInjected + b.faultsInjected,
-  };
+  const out = emptyRunStats();
+  addRunStats(out, a);
+  addRunStats(out, b);
+  return out;
 }
 
 export function suiteTable(r: SuiteResult): string {

@@ -53,6 +53,11 @@ export interface DiskParams {
    * order, as its durable content: the model of a chain is the fold of its layers.
    */
   parents?: ParentLayer[];
+  /**
+   * The disk does not start empty: each of these units holds `seed` durably from the start (an
+   * image another writer made; the patterns give the seed its bytes at each offset).
+   */
+  initialContent?: { seed: number; units: readonly number[] };
 }
 
 export interface ParentLayer {
@@ -71,7 +76,7 @@ export type OpenMode = 'rw' | 'ro';
  * cover every choice); it is assignable to this type.
  */
 export type ModelEvent =
-  /** Creates the disk (all zeros, durable) and leaves it open read-write. */
+  /** Creates the disk (all zeros, or its initialContent; durable) and leaves it open read-write. */
   | { type: 'create'; params: DiskParams }
   | { type: 'open'; mode: OpenMode }
   | { type: 'write'; offsetBytes: number; lengthBytes: number; seed: number }
@@ -162,6 +167,13 @@ export function validateDiskParams(p: DiskParams): void {
   requireInteger('logSizeBytes', p.logSizeBytes);
   if (p.logSizeBytes === 0 || p.logSizeBytes % MiB !== 0) throw new VhdxUsageError('logSizeBytes', `LogLength must be a positive multiple of 1 MiB (§2.2.2), got ${p.logSizeBytes}`);
   if (typeof p.fixed !== 'boolean') throw new VhdxUsageError('fixed', `fixed must be a boolean, got ${String(p.fixed)}`);
+  if (p.initialContent !== undefined) {
+    const { seed, units } = p.initialContent;
+    if (!Number.isInteger(seed) || seed <= 0 || seed > 0xffffffff) throw new VhdxUsageError('initialContent', `initialContent.seed must be an integer in [1, 2^32), got ${seed}`);
+    if (p.parents?.length) throw new VhdxUsageError('initialContent', 'a differencing disk starts with its parents\' content, not initialContent');
+    const end = p.virtualSizeBytes / UNIT_BYTES;
+    for (const u of units) if (!Number.isSafeInteger(u) || u < 0 || u >= end) throw new VhdxUsageError('initialContent', `initialContent unit ${u} is outside the disk (${end} units)`);
+  }
   if (p.parents !== undefined) {
     if (!Array.isArray(p.parents) || p.parents.length > MAX_MODEL_CHAIN_DEPTH) throw new VhdxUsageError('parents', `parents must be a list of at most ${MAX_MODEL_CHAIN_DEPTH} layers`);
     for (const layer of p.parents) validateDiskParams({ ...p, blockSizeBytes: layer.blockSizeBytes, parents: undefined });
@@ -183,6 +195,11 @@ export class DiskModel {
   private readonly cutUnits = new Set<number>();
 
   constructor(private readonly patterns: UnitPatterns) {}
+
+  /** What the seeds mean (the bytes a unit of a seed holds). */
+  get unitPatterns(): UnitPatterns {
+    return this.patterns;
+  }
 
   /** An independent copy (allowed sets are immutable values, so the maps copy shallowly). */
   clone(): DiskModel {
@@ -237,6 +254,10 @@ export class DiskModel {
         validateDiskParams(event.params);
         this.diskParams = { ...event.params };
         this.state = 'open-rw';
+        for (const u of event.params.initialContent?.units ?? []) {
+          this.content.set(u, event.params.initialContent!.seed);
+          this.setDurable(u, event.params.initialContent!.seed);
+        }
         if (event.params.parents) {
           for (const layer of event.params.parents) for (const w of layer.writes) this.apply({ type: 'write', ...w });
           this.apply({ type: 'flush' });

@@ -118,6 +118,12 @@ export interface BuildOptions {
   creator?: string;
   /** Log entries written from log offset 0; LogGuid is set in both headers. */
   log?: LogEntrySpec[];
+  /**
+   * Another legal layout (§2.1: any order, 1 MiB aligned, no overlaps; the caller keeps them
+   * apart): where the log, the metadata region, the BAT region and the first payload block go,
+   * and bytes past the last object (a file length that is not a multiple of 1 MiB).
+   */
+  layout?: { logOffsetBytes?: number; logLengthBytes?: number; metadataOffsetBytes?: number; batOffsetBytes?: number; payloadOffsetBytes?: number; trailingBytes?: number };
 }
 
 export interface ItemPlace {
@@ -166,9 +172,13 @@ export function buildImage(options: BuildOptions = {}): BuiltImage {
   const hasParent = diskType === 'differencing';
   const g = computeGeometry({ virtualDiskSizeBytes: vds, blockSizeBytes: bs, logicalSectorSizeBytes: lss, hasParent });
   const metadataLength = options.metadataRegionLengthBytes ?? MiB;
-  const batOffset = METADATA_OFFSET + metadataLength;
+  const layout = options.layout ?? {};
+  const logOffset = layout.logOffsetBytes ?? LOG_OFFSET;
+  const logLength = layout.logLengthBytes ?? LOG_LENGTH;
+  const metadataOffset = layout.metadataOffsetBytes ?? METADATA_OFFSET;
+  const batOffset = layout.batOffsetBytes ?? metadataOffset + metadataLength;
   const batLength = options.batRegionLengthBytes ?? Math.max(MiB, g.minBatRegionLengthBytes);
-  let next = batOffset + alignUp(batLength, MiB);
+  let next = layout.payloadOffsetBytes ?? batOffset + alignUp(batLength, MiB);
 
   const blockOffsets = new Map<number, number>();
   const sbOffsets = new Map<number, number>();
@@ -185,7 +195,7 @@ export function buildImage(options: BuildOptions = {}): BuiltImage {
     next += SECTOR_BITMAP_BLOCK_SIZE_BYTES;
   }
   if (diskType === 'fixed' && options.fixedState === 'zero') next += g.payloadBlockCount * bs; // preallocated like qemu
-  const fileSize = next;
+  const fileSize = Math.max(next, logOffset + logLength, metadataOffset + metadataLength, batOffset + alignUp(batLength, MiB)) + (layout.trailingBytes ?? 0);
   const bytes = new Uint8Array(fileSize);
 
   // §2.2.1
@@ -198,7 +208,7 @@ export function buildImage(options: BuildOptions = {}): BuiltImage {
     let at = 0;
     for (const spec of options.log) {
       const entry = encodeLogEntry(spec, spec.tail ?? 0, spec.logGuid ?? GUIDS.log, BigInt(fileSize));
-      bytes.set(entry, LOG_OFFSET + at);
+      bytes.set(entry, logOffset + at);
       logEntryOffsets.push(at);
       at += entry.length;
     }
@@ -216,8 +226,8 @@ export function buildImage(options: BuildOptions = {}): BuiltImage {
       LogGuid: logGuid,
       LogVersion: 0,
       Version: 1,
-      LogLength: LOG_LENGTH,
-      LogOffset: BigInt(LOG_OFFSET),
+      LogLength: logLength,
+      LogOffset: BigInt(logOffset),
     };
     HEADER.encodeInto(h, bytes, HEADER_OFFSETS_BYTES[slot]);
     storeChecksum(bytes, HEADER_OFFSETS_BYTES[slot], HEADER_SIZE_BYTES);
@@ -227,7 +237,7 @@ export function buildImage(options: BuildOptions = {}): BuiltImage {
   const required = options.required ?? 1;
   const regionEntries: RegionTableEntry[] = [
     { Guid: BAT_REGION_GUID, FileOffset: BigInt(batOffset), Length: batLength, Required: required },
-    { Guid: METADATA_REGION_GUID, FileOffset: BigInt(METADATA_OFFSET), Length: metadataLength, Required: required },
+    { Guid: METADATA_REGION_GUID, FileOffset: BigInt(metadataOffset), Length: metadataLength, Required: required },
     ...(options.extraRegions ?? []),
   ];
   for (const copy of [0, 1] as const) writeRegionTable(bytes, copy, { Signature: 'regi', Checksum: 0, EntryCount: regionEntries.length, Reserved: 0 }, regionEntries);
@@ -257,15 +267,15 @@ export function buildImage(options: BuildOptions = {}): BuiltImage {
   (options.extraMetadata ?? []).forEach((x, i) => {
     itemList.push({ key: `extra${i}`, itemId: x.itemId, flags: x.flags, data: x.data ?? new Uint8Array(0), offset: x.offset, lengthBytes: x.lengthBytes, reserved2: x.reserved2 });
   });
-  METADATA_TABLE_HEADER.encodeInto({ Signature: 'metadata', Reserved: 0, EntryCount: itemList.length, Reserved2: new Uint8Array(20) }, bytes, METADATA_OFFSET);
+  METADATA_TABLE_HEADER.encodeInto({ Signature: 'metadata', Reserved: 0, EntryCount: itemList.length, Reserved2: new Uint8Array(20) }, bytes, metadataOffset);
   let itemAt = ITEMS_START;
   itemList.forEach((it, i) => {
     const length = it.lengthBytes ?? it.data.length;
     const offset = length === 0 ? (it.offset ?? 0) : (it.offset ?? itemAt);
-    const entryOffset = METADATA_OFFSET + METADATA_TABLE_HEADER.sizeBytes + i * METADATA_TABLE_ENTRY.sizeBytes;
+    const entryOffset = metadataOffset + METADATA_TABLE_HEADER.sizeBytes + i * METADATA_TABLE_ENTRY.sizeBytes;
     METADATA_TABLE_ENTRY.encodeInto({ ItemId: it.itemId, Offset: offset, Length: length, Flags: it.flags, Reserved2: it.reserved2 ?? 0 }, bytes, entryOffset);
-    if (length > 0 && it.data.length > 0 && offset + it.data.length <= metadataLength) bytes.set(it.data.subarray(0, Math.min(it.data.length, length)), METADATA_OFFSET + offset);
-    items[it.key] = { entryOffset, fileOffset: METADATA_OFFSET + offset, lengthBytes: length };
+    if (length > 0 && it.data.length > 0 && offset + it.data.length <= metadataLength) bytes.set(it.data.subarray(0, Math.min(it.data.length, length)), metadataOffset + offset);
+    items[it.key] = { entryOffset, fileOffset: metadataOffset + offset, lengthBytes: length };
     if (it.offset === undefined && length > 0) itemAt = offset + length;
   });
 
@@ -297,7 +307,7 @@ export function buildImage(options: BuildOptions = {}): BuiltImage {
     encodeBatEntry({ State: SectorBitmapState.SB_BLOCK_PRESENT, Reserved: 0, FileOffsetMB: at / MiB }, bytes, batOffset + batIndexOfSectorBitmap(c, g.chunkRatio) * 8);
   }
 
-  return { bytes, geometry: g, metadataOffset: METADATA_OFFSET, metadataLength, batOffset, batLength, items, blockOffsets, sbOffsets, logEntryOffsets };
+  return { bytes, geometry: g, metadataOffset, metadataLength, batOffset, batLength, items, blockOffsets, sbOffsets, logEntryOffsets };
 }
 
 /** §2.3.1: one log entry (descriptor sectors, then data sectors), checksummed. */

@@ -36,7 +36,7 @@ export const RECIPES_DIR_NAME = 'corpus/recipes';
 export interface BuilderJson
   extends Pick<
     BuildOptions,
-    'diskType' | 'virtualSizeBytes' | 'blockSizeBytes' | 'logicalSectorSizeBytes' | 'physicalSectorSizeBytes' | 'fullBlocks' | 'partialBlocks' | 'fixedState' | 'metadataRegionLengthBytes' | 'batRegionLengthBytes'
+    'diskType' | 'virtualSizeBytes' | 'blockSizeBytes' | 'logicalSectorSizeBytes' | 'physicalSectorSizeBytes' | 'fullBlocks' | 'partialBlocks' | 'fixedState' | 'metadataRegionLengthBytes' | 'batRegionLengthBytes' | 'layout'
   > {
   extraMetadata?: { itemId: string; flags: number; lengthBytes: number; offset?: number; reserved2?: number }[];
   /** This many extra zero-length user items with GUIDs 00000000-0000-4000-8000-<n>. */
@@ -109,7 +109,7 @@ function fail(where: string, message: string): never {
   throw new VhdxUsageError(where, `${where}: ${message}`);
 }
 
-const BUILDER_KEYS = ['diskType', 'virtualSizeBytes', 'blockSizeBytes', 'logicalSectorSizeBytes', 'physicalSectorSizeBytes', 'fullBlocks', 'partialBlocks', 'fixedState', 'metadataRegionLengthBytes', 'batRegionLengthBytes', 'extraMetadata', 'userItemCount', 'parentLocator', 'parentLocatorType', 'required', 'creator'];
+const BUILDER_KEYS = ['diskType', 'virtualSizeBytes', 'blockSizeBytes', 'logicalSectorSizeBytes', 'physicalSectorSizeBytes', 'fullBlocks', 'partialBlocks', 'fixedState', 'metadataRegionLengthBytes', 'batRegionLengthBytes', 'extraMetadata', 'userItemCount', 'parentLocator', 'parentLocatorType', 'required', 'creator', 'layout'];
 const RECIPE_KEYS = ['id', 'description', 'tags', 'events', 'guidSeed', 'crash', 'builder', 'mutation', 'qemu', 'parent'];
 
 /** Parses one recipe, checking that exactly one source is given; event lists go through harness/events' validator. */

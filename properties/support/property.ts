@@ -4,7 +4,8 @@ import { PropertyDef, defaultSeed } from '../../harness/properties';
 /**
  * One jest test per property family: deterministic seed (VHDX_SEED overrides), modest run counts
  * (VHDX_RUNS multiplies them). A failure prints fast-check's report (seed, path, shrunk
- * counterexample) and the JSON counterexample file that `vhdx-conform replay FILE` reruns.
+ * counterexample) and the JSON counterexample file that `vhdx-conform replay FILE` reruns; it also
+ * fails when the campaign leaves a state of the family's `reaches` list unreached.
  */
 export function propertyTest(def: PropertyDef, timeoutMs = 300_000): void {
   const seed = process.env.VHDX_SEED ? Number(process.env.VHDX_SEED) : defaultSeed(def.id);
@@ -16,6 +17,9 @@ export function propertyTest(def: PropertyDef, timeoutMs = 300_000): void {
       if (r.failed) throw new Error(`${r.report}\ncounterexample saved to ${r.counterexampleFile}; rerun with: vhdx-conform replay ${r.counterexampleFile}`);
       expect(r.runs).toBe(runs);
       expect(r.stats.steps).toBeGreaterThan(runs);
+      // The campaign must have reached the rare states this family is there to check (harness/coverage).
+      const unreached = def.reaches.filter((state) => !r.stats.coverage[state]);
+      if (unreached.length) throw new Error(`${def.id} left states unreached: ${unreached.join(', ')} (reached: ${JSON.stringify(r.stats.coverage)})`);
     },
     timeoutMs,
   );
