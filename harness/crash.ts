@@ -362,20 +362,34 @@ export class CrashLog {
   /** Images never written: key -1 = the start, key f = after every event before flush f. */
   private readonly flushed = new Map<number, CowImage>();
   /** lastFlush[k] = last flush among events [0, k), or -1. */
-  private readonly lastFlush: Int32Array;
+  private readonly lastFlush: number[] = [-1];
+  private readonly working: CowImage;
 
+  /**
+   * `events` may be a live array that grows (a recording device's): `sync()` takes in what was
+   * appended since, so a session's crash states can be built at each durability point.
+   */
   constructor(start: Uint8Array | CowImage, events: readonly DeviceEvent[]) {
     this.events = events;
-    const working = start instanceof CowImage ? start.fork() : CowImage.fromBytes(start);
-    this.flushed.set(-1, working.fork());
-    this.lastFlush = new Int32Array(events.length + 1);
-    this.lastFlush[0] = -1;
-    events.forEach((e, i) => {
+    this.working = start instanceof CowImage ? start.fork() : CowImage.fromBytes(start);
+    this.flushed.set(-1, this.working.fork());
+    this.sync();
+  }
+
+  /** Takes in the events appended since the last sync. */
+  sync(): void {
+    for (let i = this.lastFlush.length - 1; i < this.events.length; i++) {
+      const e = this.events[i];
       this.validate(e, i);
-      if (e.type === 'flush') this.flushed.set(i, working.fork());
-      else applyDeviceEvent(working, e);
-      this.lastFlush[i + 1] = e.type === 'flush' ? i : this.lastFlush[i];
-    });
+      if (e.type === 'flush') this.flushed.set(i, this.working.fork());
+      else applyDeviceEvent(this.working, e);
+      this.lastFlush.push(e.type === 'flush' ? i : this.lastFlush[i]);
+    }
+  }
+
+  /** Events taken in so far (cuts go up to this). */
+  get length(): number {
+    return this.lastFlush.length - 1;
   }
 
   private validate(e: DeviceEvent, i: number): void {
@@ -390,7 +404,7 @@ export class CrashLog {
   }
 
   private requireCut(cut: number): void {
-    if (!Number.isSafeInteger(cut) || cut < 0 || cut > this.events.length) throw new VhdxUsageError('cutAfterDeviceEvent', `cut must be an integer in [0, ${this.events.length}], got ${cut}`);
+    if (!Number.isSafeInteger(cut) || cut < 0 || cut > this.length) throw new VhdxUsageError('cutAfterDeviceEvent', `cut must be an integer in [0, ${this.length}], got ${cut}`);
   }
 
   /** The last flush before `cut` (-1: none). */
@@ -433,7 +447,7 @@ export class CrashLog {
    * with a description for reports.
    */
   *cutStates(): Generator<{ state: CrashState; where: string }> {
-    for (let cut = 0; cut <= this.events.length; cut++) {
+    for (let cut = 0; cut <= this.length; cut++) {
       yield { state: this.prefixState(cut), where: `prefix state at device event ${cut}` };
       const alone = this.lastWriteAlone(cut);
       if (alone) yield { state: alone, where: `device event ${cut - 1} landed alone` };
@@ -442,7 +456,7 @@ export class CrashLog {
 
   /** The prefix crash state at every cut point 0..n. */
   *enumerateCrashStates(): Generator<CrashState> {
-    for (let cut = 0; cut <= this.events.length; cut++) yield this.prefixState(cut);
+    for (let cut = 0; cut <= this.length; cut++) yield this.prefixState(cut);
   }
 
   /**
@@ -481,7 +495,7 @@ export class CrashLog {
 
   /** The crash state a CrashChoice describes (its cut defaults to the end of the log). */
   crashState(choice: CrashChoice): CrashState {
-    return this.sampleCrashState(choice.cutAfterDeviceEvent ?? this.events.length, choice);
+    return this.sampleCrashState(choice.cutAfterDeviceEvent ?? this.length, choice);
   }
 }
 

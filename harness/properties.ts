@@ -28,7 +28,7 @@ export interface PropertyDef {
 
 const SMALL_AND_LARGE = { small: 6, large: 2, foreign: 2 };
 /** Crash enumeration reopens every state: large BATs cost it most, so they are rarer there. */
-const CRASH_GEOMETRY = { small: 8, large: 1, foreign: 2 };
+const CRASH_GEOMETRY = { small: 7, large: 1, foreign: 3 };
 
 export const PROPERTIES: readonly PropertyDef[] = [
   {

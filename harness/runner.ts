@@ -11,7 +11,7 @@ import { CrashChoice, CreateParams, DeviceEvent, DiskEvent } from './events';
 import { HeaderViolation, SessionObservation, currentHeaderOf, observeHeaders } from './observe';
 import { observeLogOrdering, observeLogTruth } from './observe-log';
 import { PATTERNS, patternBytes } from './patterns';
-import { ContentCheck } from './content-check';
+import { ContentCheck, PatternMemo } from './content-check';
 import { xorshift32 } from './prng';
 import { FOREIGN_SEED, foreignImage, withForeignContent } from './foreign';
 import { SpaceLedger, allocationOf } from './space';
@@ -182,15 +182,6 @@ const CHAIN_FOLDER = '/chain';
 const IMAGE_PATH = `${CHAIN_FOLDER}/disk.vhdx`;
 const parentName = (i: number): string => `parent-${i}.vhdx`;
 
-/** The model's account of a stretch of device events between two durability points (CRASH, enumerated). */
-interface Segment {
-  startCut: number;
-  /** The model when the stretch began. */
-  model: DiskModel;
-  /** For a stretch that ends with a resize: the model once it returned. */
-  resized?: DiskModel;
-}
-
 /** A content check and the virtual size a state must have for it to apply. */
 interface SizedCheck {
   sizeBytes: number;
@@ -319,7 +310,7 @@ export class ScenarioRunner {
   }
 
   private startSession(image: CowImage, arm = false): void {
-    this.segments = [];
+    this.crashLog = undefined;
     this.sessionStart = image;
     this.liveImage = image.fork();
     const base = new CowDevice(this.liveImage);
@@ -446,15 +437,15 @@ export class ScenarioRunner {
         return;
       }
       case 'flush': {
-        this.openSegment();
+        const segment = this.openSegment();
         this.disk!.flush();
         this.minCut = this.device!.events.length;
+        if (segment) this.enumerateCuts(segment.startCut, this.minCut, [segment.check], index);
         this.model.apply(event);
         this.executed.push(event);
         return;
       }
       case 'resize': {
-        // A durability point whose crash states may show either size: the segment keeps both models.
         const segment = this.openSegment();
         const before = { size: this.disk!.virtualSizeBytes, bat: this.disk!.layout.batOffsetBytes };
         this.disk!.resize(event.virtualSizeBytes);
@@ -463,7 +454,8 @@ export class ScenarioRunner {
         this.space?.resize(event.virtualSizeBytes);
         this.minCut = this.device!.events.length;
         this.model.apply(event);
-        if (segment) segment.resized = this.model.clone();
+        // A crash inside a resize: the old size with the content before it, or the new one with the content after it.
+        if (segment) this.enumerateCuts(segment.startCut, this.minCut, [segment.check, this.sizedCheck(false)], index);
         this.executed.push(event);
         return;
       }
@@ -475,11 +467,12 @@ export class ScenarioRunner {
         return;
       }
       case 'close': {
-        this.openSegment();
+        const segment = this.openSegment();
         this.disk!.close();
         this.minCut = this.device!.events.length;
         this.endSessionChecks(index);
-        if (this.options.enumerateCrashes) this.enumerateSession(index);
+        // Every cut of the close, and the closed file itself.
+        if (segment) this.enumerateCuts(segment.startCut, this.minCut + 1, [segment.check], index);
         const h = currentHeaderOf(this.liveImage!);
         if (h && h.LogGuid !== '00000000-0000-0000-0000-000000000000' && this.model.status === 'open-rw') {
           throw new PropertyViolation('HEADER', index, `LogGuid ${h.LogGuid} left set after a clean close`);
@@ -498,8 +491,9 @@ export class ScenarioRunner {
         const cut = Math.max(this.minCut, Math.min(events.length, choice.cutAfterDeviceEvent ?? events.length));
         this.crashing = { type: 'crash', choice: { ...choice, cutAfterDeviceEvent: cut } };
         this.endSessionChecks(index);
-        const log = new CrashLog(this.sessionStart!, events.slice());
-        if (this.options.enumerateCrashes) this.enumerateSession(index, log);
+        const log = this.sessionCrashLog();
+        const segment = this.openSegment();
+        if (segment) this.enumerateCuts(segment.startCut, events.length + 1, [segment.check], index);
         const state = log.sampleCrashState(cut, { ...choice, cutAfterDeviceEvent: cut });
         this.noteTears(state, events);
         this.requireNoErrors(state.image, index, `crash state at device event ${cut}`);
@@ -630,56 +624,56 @@ export class ScenarioRunner {
   }
 
   /**
-   * Before a durability point (flush, close): remember the model as it is, which is what a crash
-   * at any device event up to the end of that flush may show (crashed: the writes since the last
-   * completed flush in flight).
+   * Before a durability point (flush, resize, close) or at a crash: what a crash at any device event
+   * from the last completed durability point on may show (the model as a crash now would leave it:
+   * the writes since the last completed flush in flight). CRASH enumerates those cuts right after
+   * the driver call, so the model is never copied.
    */
-  private openSegment(): Segment | undefined {
+  private openSegment(): { startCut: number; check: SizedCheck } | undefined {
     if (!this.options.enumerateCrashes || this.model.status !== 'open-rw') return undefined;
-    const segment: Segment = { startCut: this.minCut, model: this.model.clone() };
-    this.segments.push(segment);
-    return segment;
+    return { startCut: this.minCut, check: this.sizedCheck(true) };
   }
 
+  private sizedCheck(crashed: boolean): SizedCheck {
+    return { sizeBytes: this.model.virtualSizeBytes, check: new ContentCheck(this.model, this.model.logicalSectorSizeBytes, { crashed, memo: this.memo }) };
+  }
+
+  /** The session's crash log over its live device events, taken in up to now. */
+  private sessionCrashLog(): CrashLog {
+    this.crashLog ??= new CrashLog(this.sessionStart!, this.device!.events);
+    this.crashLog.sync();
+    return this.crashLog;
+  }
+
+  private crashLog: CrashLog | undefined;
+  private memo = new PatternMemo();
+
   /**
-   * CRASH, enumerated: every cut point of the session's device events, in-flight writes applied in
-   * order (prefix states), reopened and checked against the model of its segment.
+   * CRASH, enumerated: every cut point in [fromCut, toCut) of the session's device events, in-flight
+   * writes applied in order (prefix states), with the last write torn, landed alone, or missing a
+   * piece; each reopened and checked against `checks`.
    */
-  private enumerateSession(index: number, log = new CrashLog(this.sessionStart!, this.device!.events.slice())): void {
-    if (this.model.status !== 'open-rw' && this.model.status !== 'crashed' && this.model.status !== 'closed') return;
+  private enumerateCuts(fromCut: number, toCut: number, checks: SizedCheck[], index: number): void {
+    const log = this.sessionCrashLog();
     const events = log.events;
-    const segments = this.segments.map((s, i) => ({ ...s, endCut: i + 1 < this.segments.length ? this.segments[i + 1].startCut : this.minCut }));
-    if (this.model.status === 'open-rw') segments.push({ startCut: this.minCut, endCut: events.length + 1, model: this.model });
-    this.segments = [];
-    for (const seg of segments) {
-      if (seg.endCut <= seg.startCut) continue;
-      const crashed = seg.model.clone();
-      crashed.apply({ type: 'crash' });
-      const lss = this.model.logicalSectorSizeBytes;
-      const check: SizedCheck[] = [{ sizeBytes: crashed.virtualSizeBytes, check: new ContentCheck(crashed, lss) }];
-      // A crash inside a resize: the old size with the content before it, or the new one with the content after it.
-      if (seg.resized) check.push({ sizeBytes: seg.resized.virtualSizeBytes, check: new ContentCheck(seg.resized, lss) });
-      for (let k = seg.startCut; k < Math.min(seg.endCut, events.length + 1); k++) {
-        this.checkCrashState(log.prefixState(k), check, index, events);
-        // The same cut with its last write torn in the middle (at a 512-byte boundary).
-        const last = events[k - 1];
-        const pieces = last?.type === 'write' ? tearPieces(last.offsetBytes, last.bytes.length) : 0;
-        if (pieces > 1 && k - 1 > log.lastFlushIndex(k)) {
-          this.checkCrashState(log.sampleCrashState(k, { keep: log.inFlight(k), tear: [{ index: k - 1, units: Math.floor(pieces / 2) }] }), check, index, events);
-        }
-        // ... with only its last write landed (a missing flush before it shows here)
-        const alone = log.lastWriteAlone(k);
-        if (alone) this.checkCrashState(alone, check, index, events);
-        // ... and with one piece missing inside it: the piece that starts its second 4 KiB sector
-        // (a log entry's first data sector), which only the entry checksum can tell from stale bytes.
-        if (pieces > 8 && k - 1 > log.lastFlushIndex(k)) {
-          this.checkCrashState(log.sampleCrashState(k, { keep: log.inFlight(k), tear: [{ index: k - 1, units: pieces, holes: [8] }] }), check, index, events);
-        }
+    for (let k = fromCut; k < Math.min(toCut, log.length + 1); k++) {
+      this.checkCrashState(log.prefixState(k), checks, index, events);
+      // The same cut with its last write torn in the middle (at a 512-byte boundary).
+      const last = events[k - 1];
+      const pieces = last?.type === 'write' ? tearPieces(last.offsetBytes, last.bytes.length) : 0;
+      if (pieces > 1 && k - 1 > log.lastFlushIndex(k)) {
+        this.checkCrashState(log.sampleCrashState(k, { keep: log.inFlight(k), tear: [{ index: k - 1, units: Math.floor(pieces / 2) }] }), checks, index, events);
+      }
+      // ... with only its last write landed (a missing flush before it shows here)
+      const alone = log.lastWriteAlone(k);
+      if (alone) this.checkCrashState(alone, checks, index, events);
+      // ... and with one piece missing inside it: the piece that starts its second 4 KiB sector
+      // (a log entry's first data sector), which only the entry checksum can tell from stale bytes.
+      if (pieces > 8 && k - 1 > log.lastFlushIndex(k)) {
+        this.checkCrashState(log.sampleCrashState(k, { keep: log.inFlight(k), tear: [{ index: k - 1, units: pieces, holes: [8] }] }), checks, index, events);
       }
     }
   }
-
-  private segments: Segment[] = [];
 
   /**
    * A dirty image whose newest entry has one flipped byte in its first data sector (structurally
@@ -783,7 +777,7 @@ export class ScenarioRunner {
     if (replayed > 0) this.reached('crash.dirty-reopen');
     if (replayed >= 3) this.reached('crash.replay-3');
     if (disk.virtualSizeBytes !== this.model.virtualSizeBytes) throw new PropertyViolation('CRASH', index, `after reopen: virtual size ${disk.virtualSizeBytes}, expected ${this.model.virtualSizeBytes}`);
-    const d = new ContentCheck(this.model, this.model.logicalSectorSizeBytes).run((o, l) => disk.read(o, l));
+    const d = new ContentCheck(this.model, this.model.logicalSectorSizeBytes, { memo: this.memo }).run((o, l) => disk.read(o, l));
     if (d.length) throw new PropertyViolation('CRASH', index, `after reopen: ${describeDivergences(d)}`);
     this.model.adopt(unitReader((o, l) => disk.read(o, l), this.model.logicalSectorSizeBytes), this.model.uncertainUnits());
     if (this.options.oracle) this.compareOracle(this.sessionStart!, index, 'crash state, replayed by the oracle');
@@ -806,6 +800,7 @@ export class ScenarioRunner {
     }
     this.parents.clear();
     this.model = new DiskModel(withForeignContent(PATTERNS, image));
+    this.memo = new PatternMemo();
     this.startSession(CowImage.fromBytes(image.bytes, `${id}.vhdx`));
     this.minCutAtCreate = 0;
     this.disk = VhdxDisk.open(this.device!, this.openOptions('rw'));

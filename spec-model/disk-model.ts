@@ -118,10 +118,6 @@ function union(a: Allowed, b: Allowed): Allowed {
   return all.length === 1 ? all[0] : all;
 }
 
-function contains(a: Allowed, seed: number): boolean {
-  return typeof a === 'number' ? a === seed : a.includes(seed);
-}
-
 /** A unit whose observed bytes are not in its allowed set. */
 export interface Divergence {
   unitIndex: number;
@@ -336,6 +332,34 @@ export class DiskModel {
   /** The allowed seeds of a unit now (0 = zeros); one member when the content is exact. */
   allowedAt(unitIndex: number): readonly number[] {
     return members(this.valueAt(unitIndex));
+  }
+
+  /**
+   * The allowed seeds of a unit if the disk crashed now (what `crash` would leave, without
+   * changing the model): a unit in flight may hold its durable value or any value it took since
+   * the last flush; every other unit holds what it holds now.
+   */
+  allowedAfterCrash(unitIndex: number): readonly number[] {
+    const since = this.sinceFlush.get(unitIndex);
+    return members(since === undefined ? this.valueAt(unitIndex) : union(this.durable.get(unitIndex) ?? 0, since));
+  }
+
+  /** The units a crash now would leave uncertain (in flight) or that are uncertain already, ascending. */
+  inFlightUnits(): number[] {
+    return [...this.sinceFlush.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * Checks one observed unit against an allowed set given by the caller (`allowedAt` or
+   * `allowedAfterCrash`): the divergence, or undefined when the bytes are one of the allowed values.
+   */
+  checkAgainst(unitIndex: number, observed: Uint8Array, allowed: readonly number[]): Divergence | undefined {
+    this.requireUnitIndex(unitIndex);
+    if (observed.length !== UNIT_BYTES) throw new VhdxUsageError('observed', `unit ${unitIndex}: expected ${UNIT_BYTES} bytes, got ${observed.length}`);
+    if (allowed.some((seed) => this.unitMatches(unitIndex, seed, observed))) return undefined;
+    const expected = describeAllowed(allowed);
+    const observedText = this.patterns.describe(observed, unitIndex);
+    return { unitIndex, offsetBytes: unitIndex * UNIT_BYTES, allowed, expected, observed: observedText, message: `unit ${unitIndex} (virtual offset ${formatOffset(unitIndex * UNIT_BYTES)}): expected ${expected}, observed ${observedText}` };
   }
 
   /** The allowed seeds of a unit as of the last completed flush. */
