@@ -1,71 +1,8 @@
-import fc from 'fast-check';
-import { BatTable } from '../impl/bat';
-import { MiB, batIndexOfPayload, decodeBatEntry, describeBatIndex, encodeBatEntry } from '../spec-model/format';
-import { checkProperty } from './support/check-property';
 import { PROPERTIES } from '../harness/properties';
+import { directTests } from './support/direct';
 import { propertyTest } from './support/property';
 
 propertyTest(PROPERTIES.find((p) => p.id === 'READ')!);
 
-/*
- * The driver keeps the BAT as raw little-endian words (impl/bat.ts) and computes bit fields itself;
- * the spec model decodes §2.5.1 from its own bit table. On arbitrary BAT bytes and arbitrary
- * updates both must read every entry alike, the driver's bytes must be exactly the spec's encoding,
- * payload and sector bitmap indices must follow §2.5 (ChunkRatio payload entries, then one sector
- * bitmap entry), and the sectors handed to the log are exactly the ones touched.
- */
-test('READ: the driver\'s in-memory BAT reads and writes the spec\'s BAT entry bit fields exactly', () => {
-  const caseArb = fc.record({
-    entryCount: fc.integer({ min: 1, max: 1500 }),
-    chunkRatio: fc.constantFrom(1, 2, 3, 256, 512, 2048, 8192),
-    seedBytes: fc.uint8Array({ minLength: 64, maxLength: 64 }),
-    updates: fc.array(fc.record({ index: fc.nat(), state: fc.nat(7), offsetMB: fc.oneof(fc.nat(4095), fc.nat(2 ** 32), fc.integer({ min: 2 ** 44 - 4096, max: 2 ** 44 - 1 })) }), { maxLength: 20 }),
-  });
-  checkProperty(
-    'READ-bat-table',
-    caseArb,
-    (c) => {
-      const size = BatTable.bytesFor(c.entryCount);
-      expect(size % 4096).toBe(0);
-      expect(size).toBeGreaterThanOrEqual(c.entryCount * 8);
-      expect(size - c.entryCount * 8).toBeLessThan(4096);
-      expect(() => new BatTable(c.entryCount, c.chunkRatio, new Uint8Array(size + 4096))).toThrow(/BAT buffer is/);
-      const raw = new Uint8Array(size);
-      for (let i = 0; i < size; i++) raw[i] = c.seedBytes[i % 64] ^ (i * 131);
-      const unaligned = new Uint8Array(size + 1).subarray(1);
-      unaligned.set(raw);
-      const bat = new BatTable(c.entryCount, c.chunkRatio, c.seedBytes[0] % 2 ? raw.slice() : unaligned);
-      const expected = raw.slice();
-      const touched = new Set<number>();
-      for (const u of c.updates) {
-        const index = u.index % c.entryCount;
-        bat.set(index, u.state, u.offsetMB);
-        encodeBatEntry({ State: u.state, Reserved: 0, FileOffsetMB: u.offsetMB }, expected, index * 8);
-        touched.add(Math.floor((index * 8) / 4096));
-      }
-      expect(Buffer.from(bat.bytes).equals(Buffer.from(expected))).toBe(true);
-      for (let i = 0; i < c.entryCount; i++) {
-        const e = decodeBatEntry(expected, i * 8);
-        const kind = describeBatIndex(i, c.chunkRatio);
-        let zero = true;
-        for (let b = i * 8; b < i * 8 + 8; b++) zero &&= expected[b] === 0;
-        const bad =
-          bat.state(i) !== e.State ||
-          bat.reservedBits(i) !== e.Reserved ||
-          bat.offsetMB(i) !== e.FileOffsetMB ||
-          bat.offsetBytes(i) !== e.FileOffsetMB * MiB ||
-          bat.isZero(i) !== zero ||
-          bat.isSectorBitmapIndex(i) !== (kind.kind === 'sectorBitmap') ||
-          (kind.kind === 'payload' && bat.payloadIndex(kind.blockIndex) !== batIndexOfPayload(kind.blockIndex, c.chunkRatio));
-        if (bad) throw new Error(`entry ${i} (${JSON.stringify(kind)}): driver reads state ${bat.state(i)} reserved ${bat.reservedBits(i)} MB ${bat.offsetMB(i)} zero ${bat.isZero(i)}, spec ${JSON.stringify(e)}`);
-      }
-      expect(bat.dirtySectorCount).toBe(touched.size);
-      const sectors = bat.takeDirtySectors();
-      expect(sectors).toEqual([...touched].sort((a, b) => a - b));
-      for (const k of sectors) expect(Buffer.from(bat.sectorImage(k)).equals(Buffer.from(expected.subarray(k * 4096, (k + 1) * 4096)))).toBe(true);
-      expect(bat.dirtySectorCount).toBe(0);
-      expect(bat.takeDirtySectors()).toEqual([]);
-    },
-    200,
-  );
-});
+// The direct READ property (harness/direct/bat.ts): the driver's in-memory BAT vs the spec's bit fields.
+directTests('READ');
