@@ -34,7 +34,7 @@ export async function benchCrashRate(seconds = Number(process.env.BENCH_CRASH_SE
     for (const sizeMiB of [64, 1024, 16384]) {
       const params = { virtualSizeBytes: sizeMiB * MiB, blockSizeBytes: MiB, logicalSectorSizeBytes: 512 as const, physicalSectorSizeBytes: 512 as const, fixed: false, logSizeBytes: MiB };
       const t0 = Date.now();
-      const results = await runWorkers({ ids: ['CRASH'], budgetMs: seconds * 1000, params, reportDir }, workers);
+      const results = await runWorkers({ ids: ['CRASH'], endsAt: Date.now() + seconds * 1000, params, reportDir }, workers);
       const wall = (Date.now() - t0) / 1000;
       if (results.some((r) => r.failed)) throw new Error(`CRASH failed during the benchmark: ${results.find((r) => r.failed)!.report}`);
       const states = results.reduce((n, r) => n + r.stats.crashStatesChecked, 0);

@@ -54,8 +54,9 @@ program
 
 program
   .command('suite')
-  .description('the main job: the corpus checks, then a property campaign against the impl driver for the time budget; writes JSON and JUnit reports')
-  .option('--budget <duration>', 'time budget, e.g. 60s, 10m', '60s')
+  .description('the main job, a bug hunt within a time budget: corpus checks, reader matrix and writer scenarios in bounded shares, then every property family against the impl driver; writes JSON and JUnit reports')
+  .addHelpText('after', () => require('../harness/suite-plan').suitePlanText())
+  .option('--budget <duration>', 'time budget, e.g. 60s, 10m (the suite ends within it plus a few seconds)', '60s')
   .option('--seed <n>', 'first seed of every property (default: a fixed seed per property)')
   .option('--shard <i/n>', 'run shard i of n (1-based, as jest): seeds never overlap between shards')
   .option('--report <dir>', 'report folder', 'reports')

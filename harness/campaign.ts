@@ -25,6 +25,8 @@ export interface CampaignOptions {
   onRun?: (stats: RunStats) => void;
   /** Pin the disk parameters (benchmarks); by default every run draws its own. */
   params?: CreateParams;
+  /** Date.now() at which a scenario in progress stops (skipped, not failed): the suite's wall. */
+  deadline?: number;
 }
 
 export function runCampaign(def: PropertyDef, o: CampaignOptions = {}): CampaignResult {
@@ -34,14 +36,17 @@ export function runCampaign(def: PropertyDef, o: CampaignOptions = {}): Campaign
   const prop = propertyOf(def, (r) => {
     addRunStats(total, r.stats);
     o.onRun?.(total);
-  }, o.params);
+  }, o.params, o.deadline);
   const out = fc.check(prop, {
     seed,
     numRuns: o.numRuns ?? def.runs,
     ...(o.timeLimitMs !== undefined ? { interruptAfterTimeLimit: o.timeLimitMs, markInterruptAsFailure: false } : {}),
   });
+  // A run stopped by the time limit or the deadline (skipped through fc.pre) is not a failure:
+  // only a counterexample is.
+  const failed = out.failed && out.counterexample !== null;
   let counterexampleFile: string | undefined;
-  if (out.failed && out.counterexample) {
+  if (failed && out.counterexample) {
     const [value] = out.counterexample as [ScenarioValue];
     const [params, cmds, fault] = value;
     let events: Counterexample['events'] = [];
@@ -60,8 +65,8 @@ export function runCampaign(def: PropertyDef, o: CampaignOptions = {}): Campaign
     seed,
     runs: out.numRuns,
     stats: total,
-    failed: out.failed,
-    report: out.failed ? fc.defaultReportMessage(out) : undefined,
+    failed,
+    report: failed ? fc.defaultReportMessage(out) : undefined,
     counterexampleFile,
     elapsedMs: Date.now() - t0,
   };

@@ -43,6 +43,24 @@ interface PageTable {
 
 let lastGeneration = 0;
 
+/** Which whole pages of a write are zeros, per write (device-event bytes never change, and a crash state applies the same writes again and again). */
+const zeroPageCache = new WeakMap<Uint8Array, { offsetBytes: number; flags: Uint8Array }>();
+
+function zeroPagesOf(bytes: Uint8Array, offsetBytes: number): Uint8Array {
+  const hit = zeroPageCache.get(bytes);
+  if (hit && hit.offsetBytes === offsetBytes) return hit.flags;
+  const firstPage = Math.floor(offsetBytes / PAGE_BYTES);
+  const endPage = Math.ceil((offsetBytes + bytes.length) / PAGE_BYTES);
+  const source = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const flags = new Uint8Array(endPage - firstPage);
+  for (let i = firstPage; i < endPage; i++) {
+    const from = i * PAGE_BYTES - offsetBytes;
+    if (from >= 0 && from + PAGE_BYTES <= bytes.length && ZERO_BUFFER.compare(source, from, from + PAGE_BYTES) === 0) flags[i - firstPage] = 1;
+  }
+  zeroPageCache.set(bytes, { offsetBytes, flags });
+  return flags;
+}
+
 /**
  * A file image as copy-on-write pages over an immutable base: a map of page tables, each a run of
  * 4 KiB pages. Ownership is by generation: an image may write in place only the map, tables and
@@ -180,12 +198,10 @@ export class CowImage implements ByteSource {
     const firstPage = Math.floor(offsetBytes / PAGE_BYTES);
     const endPage = Math.ceil(end / PAGE_BYTES);
     // A whole page of zeros costs no memory: it becomes the shared zero page (drivers zero whole blocks).
-    const zeroPage = (i: number) => {
-      const from = i * PAGE_BYTES - offsetBytes;
-      return from >= 0 && from + PAGE_BYTES <= bytes.length && ZERO_BUFFER.equals(Buffer.from(bytes.buffer, bytes.byteOffset + from, PAGE_BYTES));
-    };
+    const zero = zeroPagesOf(bytes, offsetBytes);
     let fresh = 0;
-    for (let i = firstPage; i < endPage; i++) if (this.needsCopy(i) && !zeroPage(i)) fresh++;
+    for (let i = firstPage; i < endPage; i++) if (zero[i - firstPage] === 0 && this.needsCopy(i)) fresh++;
+    const zeroPage = (i: number) => zero[i - firstPage] === 1;
     const slab = { bytes: new Uint8Array(fresh * PAGE_BYTES), used: 0 };
     for (let pos = offsetBytes; pos < end; ) {
       const i = Math.floor(pos / PAGE_BYTES);

@@ -59,13 +59,18 @@ export interface ScenarioShape {
   maxSessionOps: number;
   /** Relative weights of the geometries: small disks, sparse large disks, foreign images. */
   geometry: { small: number; large: number; foreign: number };
+  /**
+   * Longest write (default 8 MiB). Every crash state CRASH checks reads every unit ever written, so
+   * its scenarios write less data to check more states; they still cross block boundaries.
+   */
+  maxWriteBytes?: number;
 }
 
-function writeRange(params: CreateParams, sizes: FeatureMix['writeSizes'], maxBlocks = 8): fc.Arbitrary<{ offsetBytes: number; lengthBytes: number }> {
+function writeRange(params: CreateParams, sizes: FeatureMix['writeSizes'], maxBlocks = 8, maxBytes = 8 * MiB): fc.Arbitrary<{ offsetBytes: number; lengthBytes: number }> {
   const lss = params.logicalSectorSizeBytes;
   const sectors = params.virtualSizeBytes / lss;
-  // Up to maxBlocks blocks but never more than 8 MiB: long writes cost pattern generation, not coverage.
-  const maxLen = Math.max(1, Math.min(sectors, Math.floor(Math.min(maxBlocks * params.blockSizeBytes, 8 * MiB) / lss)));
+  // Up to maxBlocks blocks but never more than maxBytes: long writes cost pattern generation and content checks, not coverage.
+  const maxLen = Math.max(1, Math.min(sectors, Math.floor(Math.min(maxBlocks * params.blockSizeBytes, maxBytes) / lss)));
   const small = fc.integer({ min: 1, max: Math.min(maxLen, 64) });
   const lengthSectors =
     sizes === 'sector'
@@ -397,15 +402,15 @@ function largeParamsArb(): fc.Arbitrary<CreateParams> {
  * The same disk as a differencing disk over a chain of 1 to 3 parents (§2.6.2.6), each layer with
  * its own block size and a few writes: the disk under test starts with their fold.
  */
-function chainArb(p: CreateParams): fc.Arbitrary<CreateParams> {
-  const write = fc.tuple(writeRange(p, 'mixed', 2), seedArb).map(([r, seed]) => ({ ...r, seed }));
+function chainArb(p: CreateParams, maxWriteBytes: number): fc.Arbitrary<CreateParams> {
+  const write = fc.tuple(writeRange(p, 'mixed', 2, maxWriteBytes), seedArb).map(([r, seed]) => ({ ...r, seed }));
   const layer = fc.record({ blockSizeBytes: fc.constantFrom(1, 2, 32).map((m) => m * MiB), writes: fc.array(write, { maxLength: 4 }) });
   return fc.array(layer, { minLength: 1, maxLength: 3 }).map((parents) => ({ ...p, parents }));
 }
 
 /** A run's geometry: a small disk (maybe over a chain), a sparse large one, or a foreign image. */
-export function paramsArb(shape: Pick<ScenarioShape, 'geometry' | 'chains'>): fc.Arbitrary<CreateParams> {
-  const small = smallParamsArb().chain((p) => (shape.chains === false ? fc.constant(p) : fc.oneof({ weight: 3, arbitrary: fc.constant(p) }, { weight: 2, arbitrary: chainArb(p) })));
+export function paramsArb(shape: Pick<ScenarioShape, 'geometry' | 'chains' | 'maxWriteBytes'>): fc.Arbitrary<CreateParams> {
+  const small = smallParamsArb().chain((p) => (shape.chains === false ? fc.constant(p) : fc.oneof({ weight: 3, arbitrary: fc.constant(p) }, { weight: 2, arbitrary: chainArb(p, shape.maxWriteBytes ?? 8 * MiB) })));
   const options: { weight: number; arbitrary: fc.Arbitrary<CreateParams> }[] = [{ weight: shape.geometry.small, arbitrary: small }];
   if (shape.geometry.large > 0) options.push({ weight: shape.geometry.large, arbitrary: largeParamsArb() });
   const foreign = shape.geometry.foreign > 0 ? foreignCandidates() : [];
@@ -441,7 +446,7 @@ export function mixArb(shape: ScenarioShape, params: CreateParams): fc.Arbitrary
 }
 
 export function commandsArb(params: CreateParams, shape: ScenarioShape, mix: FeatureMix): fc.Arbitrary<Iterable<Cmd>> {
-  const region = writeRange(params, mix.writeSizes);
+  const region = writeRange(params, mix.writeSizes, 8, shape.maxWriteBytes);
   const blockList = (min: number, max: number) => fc.uniqueArray(fc.nat(blocksOf(params) - 1), { minLength: Math.min(min, blocksOf(params)), maxLength: Math.min(max, blocksOf(params)) });
   const make: Record<CommandKind, () => fc.Arbitrary<Cmd>> = {
     write: () => fc.tuple(region, seedArb).map(([r, s]) => new StepCmd({ type: 'write', ...r, seed: s }, 'rw')),

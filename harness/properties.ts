@@ -66,7 +66,7 @@ export const PROPERTIES: readonly PropertyDef[] = [
   {
     id: 'CRASH',
     title: 'every crash point reopens with every unit in its allowed set',
-    shape: { crashes: true, maxCommands: 20, bursts: true, reshapes: true, maxSessionOps: 80, geometry: CRASH_GEOMETRY },
+    shape: { crashes: true, maxCommands: 20, bursts: true, reshapes: true, maxSessionOps: 60, geometry: CRASH_GEOMETRY, maxWriteBytes: 512 * 1024 },
     options: { enumerateCrashes: true },
     runs: 20,
     reaches: ['crash.torn-header', 'crash.torn-log', 'crash.torn-metadata', 'crash.torn-payload', 'crash.dirty-reopen', 'log.unsettled-3', 'foreign.rw', 'space.reused'],

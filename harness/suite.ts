@@ -2,71 +2,34 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
-import { exportCorpus } from './corpus';
-import { modelVerdict } from './corpus/expect';
-import { allBuiltInReaders } from './readers/adapters';
-import { OWN_READERS, readerMatrixSection, type ReaderMatrixRow } from './readers/matrix';
 import { runCampaign, CampaignResult } from './campaign';
-import { PROPERTIES, defaultSeed } from './properties';
+import { DIRECT_PROPERTIES, directSeed, runDirectProperty } from './direct';
 import { CreateParams } from './events';
+import { PROPERTIES, defaultSeed } from './properties';
+import { OWN_READERS } from './readers/matrix';
 import { addRunStats, emptyRunStats } from './runner';
+import { CorpusCheck, ReaderSection, WriterSection, corpusStage, readerStage, writerStage } from './suite-stages';
+import { FAMILY_WEIGHTS, SUITE_SHARES } from './suite-plan';
 import { JUnitCase, junitXml } from './xml';
-import { WriterReport, formatWriterTable, runWriterCampaign } from './writers/campaign';
-import { qemuWriter } from './writers/qemu';
-import { loadKnownFindings } from './writers/run';
-import { loadScenarios } from './writers/scenarios';
+import { formatWriterTable } from './writers/campaign';
+
+export { SUITE_SAMPLE, SUITE_WRITER_SCENARIOS } from './suite-stages';
+export type { CorpusCheck, ReaderSection, WriterSection } from './suite-stages';
 
 /*
- * `vhdx-conform suite`: the corpus checks, then a property campaign against impl for the time
- * budget. Everything here runs with no third-party tool installed.
+ * `vhdx-conform suite`: a bug hunt within a wall-clock budget. The corpus, reader and writer
+ * stages get bounded shares of it, one after the other (each does at least its first item); the
+ * property campaign gets the rest - at least three quarters - in one worker thread per core, every
+ * property family of the jest suite (scenario families and direct ones), weighted towards the
+ * families that check crash states. A scenario still running at its family's deadline is skipped,
+ * so the suite ends within its budget plus the time to write its reports.
  */
 
-export interface CorpusCheck {
-  readonly image: string;
-  readonly source: 'recipe' | 'third-party';
-  readonly ok: boolean;
-  /** Not checked here (e.g. the third-party folder is missing): listed, never counted as passed. */
-  readonly skipped?: boolean;
-  readonly detail: string;
-}
+export { SUITE_SHARES, FAMILY_WEIGHTS } from './suite-plan';
 
-/**
- * The reader matrix in the suite. `ok` is about vhdx-conform's own readers (impl-ro, impl-rw,
- * oracle); what a peer gets wrong is a finding about the peer, counted in `peerFindings` and listed
- * in the rows, not a failure of the suite (`vhdx-conform reader` exits 1 on those).
- */
-export interface ReaderSection {
-  readonly rows: ReaderMatrixRow[];
-  readonly unavailable: { reader: string; reason: string }[];
-  readonly notRun: readonly string[];
-  readonly ok: boolean;
-  readonly peerFindings: number;
-}
-
-/**
- * The writer section: the suite's writer scenarios through every writer adapter found on the
- * machine, crash states included. What a writer gets wrong is a finding about that writer (known
- * or new), reported, not a failure of the suite (`vhdx-conform writer` exits 1 on new ones).
- */
-export interface WriterSection {
-  readonly reports: WriterReport[];
-  readonly unavailable: { writer: string; reason: string }[];
-}
-
-/** Scenarios the suite gives every writer: the reproducers of known findings first, then one of each kind. */
-export const SUITE_WRITER_SCENARIOS: readonly string[] = ['one-write', 'tiny-1mib', 'sessions-and-crash', 'block-boundaries-1mib', 'trims', 'fixed-4mib', 'random-8-lss512', 'sparse-64tib'];
-
-async function writerChecks(deadline: number): Promise<WriterSection> {
-  const scenarios = loadScenarios().filter((x) => SUITE_WRITER_SCENARIOS.includes(x.id));
-  scenarios.sort((a, b) => SUITE_WRITER_SCENARIOS.indexOf(a.id) - SUITE_WRITER_SCENARIOS.indexOf(b.id));
-  const reports: WriterReport[] = [];
-  const unavailable: WriterSection['unavailable'] = [];
-  for (const adapter of [qemuWriter]) {
-    const a = adapter.available();
-    if (!a.ok) unavailable.push({ writer: adapter.id, reason: a.reason });
-    else reports.push(await runWriterCampaign(adapter, scenarios, { crash: true, deadline, known: loadKnownFindings() }));
-  }
-  return { reports, unavailable };
+/** Every family the campaign runs, as jest runs them: the scenario families, then the direct ones. */
+export function suiteFamilies(): string[] {
+  return [...PROPERTIES.map((p) => p.id), ...DIRECT_PROPERTIES.map((d) => d.id)];
 }
 
 export interface SuiteOptions {
@@ -85,106 +48,58 @@ export interface SuiteResult {
   readonly writers: WriterSection;
   readonly properties: CampaignResult[];
   readonly ok: boolean;
+  /** What did not run within the budget, one phrase each ("5 of 8 writer scenarios not run"). */
+  readonly incomplete: string[];
   readonly elapsedMs: number;
+  /** Milliseconds each stage took. */
+  readonly stageMs: { corpus: number; readers: number; writers: number; properties: number };
 }
 
-/**
- * The corpus images the suite exports, checks and reads within its budget: one of each kind a
- * reader must get right (every payload state, both sector sizes, fixed, dirty logs of each shape,
- * each header state, hostile and must-refuse images), then every third-party image. The whole
- * corpus is `vhdx-conform corpus export` plus `vhdx-conform reader`.
- */
-export const SUITE_SAMPLE: readonly string[] = [
-  'builder-all-states',
-  'impl-dynamic-512-1M',
-  'impl-dynamic-4096-1M',
-  'impl-fixed-512-1M',
-  'impl-trimmed',
-  'chain-grandchild', // exported with its parent and grandparent, read through the files
-  'chain-4k-child',
-  'resized-grown',
-  'resized-shrunk-regrown',
-  'dirty-single-entry',
-  'dirty-wrapped',
-  'dirty-zero-descriptors',
-  'dirty-torn-second-entry',
-  'crash-torn-log-write',
-  'header-slot1-invalid',
-  'header-slot2-invalid',
-  'crash-header-one-updated',
-  'hostile-headers-both-invalid',
-  'hostile-region-count',
-  'HDR-5-fail-2',
-  'BAT-7-fail-2',
-  'LOG-28-fail-1',
-  'VDS-1-fail-1',
-  'third-party-fixed',
-  'third-party-dynamic',
-  'third-party-differencing',
-  'third-party-vhdx-log-replay',
-  'third-party-swap',
-  'third-party-iotest-dirtylog-10G-4M',
-  'third-party-test-disk2vhd',
-  'third-party-mkimg-1x1-512-gpt',
-];
-
-/** Exports the sample and checks each image's verdict and content with the spec model against the manifest. */
-async function corpusChecks(dir: string): Promise<CorpusCheck[]> {
-  const { manifest, skipped } = await exportCorpus(dir, { ids: [...SUITE_SAMPLE], qemu: false });
-  const checks: CorpusCheck[] = manifest.images.map((img) => {
-    const got = modelVerdict(fs.readFileSync(path.join(dir, img.file)), img.file, { imagePath: path.join(dir, img.file) }).expectation;
-    const want = img.expect;
-    const problems: string[] = [];
-    if (got.errors.join() !== want.errors.join()) problems.push(`errors [${got.errors.join(', ')}], manifest [${want.errors.join(', ')}]`);
-    if (got.warnings.join() !== want.warnings.join()) problems.push(`warnings [${got.warnings.join(', ')}], manifest [${want.warnings.join(', ')}]`);
-    if (got.needsReplay !== want.needsReplay) problems.push(`needs replay ${got.needsReplay}, manifest ${want.needsReplay}`);
-    if (got.contentDigest !== want.contentDigest) problems.push(`content ${got.contentDigest ?? 'unreadable'}, manifest ${want.contentDigest ?? 'unreadable'}`);
-    const source = img.origin.thirdPartyFile ? 'third-party' : 'recipe';
-    const summary = `${want.errors.length ? 'errors ' + want.errors.join(', ') : 'no error'}; ${want.contentDigest ?? 'refused, as it must be'}`;
-    return { image: img.id, source, ok: problems.length === 0, detail: problems.join('; ') || summary };
-  });
-  // A third-party image that cannot be had here is listed, never passed.
-  for (const s of skipped) checks.push({ image: s.id, source: 'third-party', ok: true, skipped: true, detail: `not checked: ${s.reason}` });
-  return checks;
-}
-
-/** The reader matrix over the exported sample for every built-in reader, until `deadline`. */
-async function readerChecks(dir: string, deadline: number): Promise<ReaderSection> {
-  const s = await readerMatrixSection(dir, allBuiltInReaders(), { deadline });
-  return {
-    rows: s.rows,
-    unavailable: s.unavailable,
-    notRun: s.matrix.notRun,
-    ok: s.ownOk,
-    peerFindings: s.rows.filter((r) => !OWN_READERS.includes(r.reader) && r.verdict !== 'agrees' && r.verdict !== 'unavailable').length,
-  };
-}
-
-/** Runs one property for `sliceMs`: campaigns with successive seeds of the shard until the time is up or one fails. */
+/** Runs one family for `sliceMs`: campaigns with successive seeds of the shard until the time is up or one fails. */
 export function runPropertyFor(
   id: string,
   sliceMs: number,
-  o: { seed?: number; shard?: { index: number; count: number }; reportDir: string; params?: CreateParams; onRun?: (crashStates: number, runs: number) => void },
+  o: { seed?: number; shard?: { index: number; count: number }; reportDir: string; params?: CreateParams; onRun?: (crashStates: number, runs: number) => void; wallAt?: number },
 ): CampaignResult {
-  const def = PROPERTIES.find((p) => p.id === id)!;
+  const def = PROPERTIES.find((p) => p.id === id);
+  const direct = DIRECT_PROPERTIES.find((p) => p.id === id);
   const shard = o.shard ?? { index: 0, count: 1 };
   const until = Date.now() + sliceMs;
   // Seeds of one shard never meet another's: base + k * count + index.
-  const base = o.seed ?? defaultSeed(def.id);
+  const base = o.seed ?? (def ? defaultSeed(def.id) : directSeed(id));
+  const counterexampleDir = path.join(o.reportDir, 'counterexamples');
   let round = 0;
   let merged: CampaignResult | undefined;
   while (!merged || (Date.now() < until && !merged.failed)) {
     const seed = base + (round++ * shard.count + shard.index);
     const before = merged;
-    const r = runCampaign(def, {
-      seed,
-      numRuns: def.runs,
-      timeLimitMs: Math.max(200, until - Date.now()),
-      counterexampleDir: path.join(o.reportDir, 'counterexamples'),
-      params: o.params,
-      onRun: (s) => o.onRun?.((before?.stats.crashStatesChecked ?? 0) + s.crashStatesChecked, (before?.runs ?? 0) + 1),
-    });
-    merged = before ? { ...r, seed: before.seed, runs: before.runs + r.runs, elapsedMs: before.elapsedMs + r.elapsedMs, stats: addStats(before.stats, r.stats) } : r;
+    const timeLimitMs = Math.max(100, until - Date.now());
+    // The first run of a family may go on past its slice (up to the wall): every family runs at least once.
+    const deadline = round === 1 && o.wallAt !== undefined ? Math.max(until, o.wallAt) : until;
+    let r: CampaignResult;
+    if (def) {
+      r = runCampaign(def, {
+        seed,
+        numRuns: round === 1 ? 1 : def.runs,
+        timeLimitMs,
+        deadline,
+        counterexampleDir,
+        params: o.params,
+        onRun: (s) => o.onRun?.((before?.stats.crashStatesChecked ?? 0) + s.crashStatesChecked, (before?.runs ?? 0) + 1),
+      });
+    } else if (direct) {
+      const d = runDirectProperty(direct, { seed, numRuns: direct.runs, timeLimitMs, counterexampleDir });
+      r = { id, seed, runs: d.runs, stats: emptyRunStats(), failed: d.failed, report: d.report, counterexampleFile: d.counterexampleFile, elapsedMs: d.elapsedMs };
+      o.onRun?.(before?.stats.crashStatesChecked ?? 0, (before?.runs ?? 0) + d.runs);
+    } else throw new Error(`no property family ${id}`);
+    if (!before) merged = r;
+    else {
+      const stats = emptyRunStats();
+      addRunStats(stats, before.stats);
+      addRunStats(stats, r.stats);
+      merged = { ...r, seed: before.seed, runs: before.runs + r.runs, elapsedMs: before.elapsedMs + r.elapsedMs, stats };
+    }
+    if (r.runs === 0) break; // the slice is over before a run could finish
   }
   return merged;
 }
@@ -192,40 +107,55 @@ export function runPropertyFor(
 /** The compiled worker, when running from dist/ (under ts-node or jest the suite runs in one thread). */
 export const WORKER_SCRIPT = path.join(__dirname, 'suite-worker.js');
 
-/**
- * The property families split over `workers` threads (default: one per core, at most 2 here),
- * each giving its families equal shares of the time that is left after the corpus.
- */
+/** Splits the families over `workers` groups with about equal weight (heaviest first). */
+export function groupFamilies(ids: readonly string[], workers: number): string[][] {
+  const groups = Array.from({ length: workers }, () => ({ ids: [] as string[], weight: 0 }));
+  for (const id of [...ids].sort((a, b) => (FAMILY_WEIGHTS[b] ?? 1) - (FAMILY_WEIGHTS[a] ?? 1))) {
+    const g = groups.reduce((best, x) => (x.weight < best.weight ? x : best));
+    g.ids.push(id);
+    g.weight += FAMILY_WEIGHTS[id] ?? 1;
+  }
+  return groups.map((g) => g.ids);
+}
+
 export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   const t0 = Date.now();
-  o.onProgress?.({ phase: 'corpus', elapsedMs: 0, crashStates: 0, runs: 0 });
+  const end = t0 + o.budgetMs;
+  const progress = (phase: string) => o.onProgress?.({ phase, elapsedMs: Date.now() - t0, crashStates: 0, runs: 0 });
+  progress('corpus');
   const corpusDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vhdx-suite-corpus-'));
   let corpus: CorpusCheck[];
   let readers: ReaderSection;
+  const stageMs = { corpus: 0, readers: 0, writers: 0, properties: 0 };
   try {
-    corpus = await corpusChecks(corpusDir);
-    o.onProgress?.({ phase: 'readers', elapsedMs: Date.now() - t0, crashStates: 0, runs: 0 });
-    // The readers get a third of what is left; the property campaign the rest.
-    readers = await readerChecks(corpusDir, Date.now() + Math.max(0, o.budgetMs - (Date.now() - t0)) / 3);
+    const c = corpusStage(corpusDir, t0 + SUITE_SHARES.corpus * o.budgetMs);
+    corpus = c.checks;
+    stageMs.corpus = Date.now() - t0;
+    progress('readers');
+    const tr = Date.now();
+    const readerShare = SUITE_SHARES.readers * o.budgetMs;
+    readers = await readerStage(corpusDir, c.written, tr + readerShare, Math.max(5000, readerShare));
+    stageMs.readers = Date.now() - tr;
   } finally {
     fs.rmSync(corpusDir, { recursive: true, force: true });
   }
-  o.onProgress?.({ phase: 'writers', elapsedMs: Date.now() - t0, crashStates: 0, runs: 0 });
-  // The writers get a quarter of what is left; the property campaign the rest.
-  const writers = await writerChecks(Date.now() + Math.max(0, o.budgetMs - (Date.now() - t0)) / 4);
-  const ids = PROPERTIES.map((p) => p.id);
+  progress('writers');
+  const tw = Date.now();
+  const writers = await writerStage(tw + SUITE_SHARES.writers * o.budgetMs);
+  stageMs.writers = Date.now() - tw;
+
+  const tp = Date.now();
+  const ids = suiteFamilies();
   const workers = fs.existsSync(WORKER_SCRIPT) ? Math.max(1, Math.min(o.workers ?? os.availableParallelism(), ids.length)) : 1;
-  const groups: string[][] = Array.from({ length: workers }, () => []);
-  ids.forEach((id, i) => groups[i % workers].push(id));
-  const progress = new Map<number, { crashStates: number; runs: number; phase: string }>();
+  const groups = groupFamilies(ids, workers);
+  const live = new Map<number, { crashStates: number; runs: number; phase: string }>();
   const report = (w: number, phase: string, crashStates: number, runs: number) => {
-    progress.set(w, { phase, crashStates, runs });
-    const all = [...progress.values()];
+    live.set(w, { phase, crashStates, runs });
+    const all = [...live.values()];
     o.onProgress?.({ phase: all.map((p) => p.phase).join('+'), elapsedMs: Date.now() - t0, crashStates: all.reduce((n, p) => n + p.crashStates, 0), runs: all.reduce((n, p) => n + p.runs, 0) });
   };
   const runGroup = (w: number, group: string[]): Promise<CampaignResult[]> => {
-    const budgetMs = Math.max(0, o.budgetMs - (Date.now() - t0));
-    const job: WorkerJob = { ids: group, budgetMs, seed: o.seed, shard: o.shard, reportDir: o.reportDir };
+    const job: WorkerJob = { ids: group, endsAt: end, seed: o.seed, shard: o.shard, reportDir: o.reportDir };
     if (workers === 1) return Promise.resolve(runGroupInline(job, (phase, c, r) => report(w, phase, c, r)));
     return new Promise((resolve, reject) => {
       const worker = new Worker(WORKER_SCRIPT, { workerData: job });
@@ -238,14 +168,32 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
     });
   };
   const results = (await Promise.all(groups.map((g, w) => runGroup(w, g)))).flat();
+  stageMs.properties = Date.now() - tp;
   const properties = ids.map((id) => results.find((r) => r.id === id)!);
+  const incomplete = incompleteParts(corpus, readers, writers, properties);
   const ok = corpus.every((c) => c.ok) && readers.ok && properties.every((p) => !p.failed);
-  return { corpus, readers, writers, properties, ok, elapsedMs: Date.now() - t0 };
+  return { corpus, readers, writers, properties, ok, incomplete, elapsedMs: Date.now() - t0, stageMs };
+}
+
+function incompleteParts(corpus: CorpusCheck[], readers: ReaderSection, writers: WriterSection, properties: CampaignResult[]): string[] {
+  const out: string[] = [];
+  const late = corpus.filter((c) => c.skipped && c.detail.includes('out of time')).length;
+  if (late) out.push(`${late} of ${corpus.length} corpus images not checked`);
+  const read = new Set(readers.rows.map((r) => r.image)).size;
+  if (readers.notRun.length) out.push(`${readers.notRun.length} of ${read + readers.notRun.length} corpus images not read by the readers`);
+  for (const w of writers.reports) {
+    const total = w.outcomes.length + w.notRun.length;
+    if (w.notRun.length) out.push(`${w.notRun.length} of ${total} ${w.writer} writer scenarios not run`);
+  }
+  const idle = properties.filter((p) => p.runs === 0).map((p) => p.id);
+  if (idle.length) out.push(`no run of ${idle.join(', ')}`);
+  return out;
 }
 
 export interface WorkerJob {
   ids: string[];
-  budgetMs: number;
+  /** Date.now() at which the campaign ends. */
+  endsAt: number;
   /** Pinned disk parameters (benchmarks). */
   params?: CreateParams;
   seed?: number;
@@ -255,15 +203,15 @@ export interface WorkerJob {
 
 export type WorkerMessage = { kind: 'progress'; phase: string; crashStates: number; runs: number } | { kind: 'done'; results: CampaignResult[] };
 
-/** Runs a group of properties one after the other, each with an equal share of what is left. */
+/** Runs a group of families one after the other, each with its weight's share of what is left. */
 export function runGroupInline(job: WorkerJob, onProgress: (phase: string, crashStates: number, runs: number) => void): CampaignResult[] {
-  const t0 = Date.now();
   const out: CampaignResult[] = [];
   let doneStates = 0;
   let doneRuns = 0;
   job.ids.forEach((id, i) => {
-    const sliceMs = Math.max(1000, (job.budgetMs - (Date.now() - t0)) / (job.ids.length - i));
-    const r = runPropertyFor(id, sliceMs, { seed: job.seed, shard: job.shard, reportDir: job.reportDir, params: job.params, onRun: (c, n) => onProgress(id, doneStates + c, doneRuns + n) });
+    const left = job.ids.slice(i).reduce((n, x) => n + (FAMILY_WEIGHTS[x] ?? 1), 0);
+    const sliceMs = Math.max(0, ((job.endsAt - Date.now()) * (FAMILY_WEIGHTS[id] ?? 1)) / left);
+    const r = runPropertyFor(id, sliceMs, { seed: job.seed, shard: job.shard, reportDir: job.reportDir, params: job.params, wallAt: job.endsAt, onRun: (c, n) => onProgress(id, doneStates + c, doneRuns + n) });
     doneStates += r.stats.crashStatesChecked;
     doneRuns += r.runs;
     out.push(r);
@@ -271,36 +219,57 @@ export function runGroupInline(job: WorkerJob, onProgress: (phase: string, crash
   return out;
 }
 
-function addStats(a: CampaignResult['stats'], b: CampaignResult['stats']): CampaignResult['stats'] {
-  const out = emptyRunStats();
-  addRunStats(out, a);
-  addRunStats(out, b);
-  return out;
+/** Wraps `text` at word boundaries to `width` columns, continuation lines indented by `indent`. */
+export function wrap(text: string, width: number, indent: string): string {
+  const words = text.split(/\s+/).filter(Boolean);
+  const lines: string[] = [];
+  let line = '';
+  for (const w of words) {
+    if (line && line.length + 1 + w.length > width) {
+      lines.push(line);
+      line = indent + w;
+    } else line = line ? `${line} ${w}` : w;
+  }
+  if (line) lines.push(line);
+  return lines.join('\n');
 }
 
 export function suiteTable(r: SuiteResult): string {
   const lines: string[] = [];
-  lines.push('corpus:');
-  for (const c of r.corpus) lines.push(`  ${c.skipped ? 'skip' : c.ok ? 'ok  ' : 'FAIL'} ${c.source.padEnd(11)} ${c.image.padEnd(34)} ${c.detail}`);
+  lines.push(`corpus (${(r.stageMs.corpus / 1000).toFixed(1)} s):`);
+  for (const c of r.corpus) lines.push(wrap(`  ${c.skipped ? 'skip' : c.ok ? 'ok  ' : 'FAIL'} ${c.source.padEnd(11)} ${c.image.padEnd(34)} ${c.detail}`, 120, ' '.repeat(53)));
   lines.push('');
-  lines.push(readerTable(r.readers));
+  lines.push(readerTable(r.readers, r.stageMs.readers));
   lines.push('');
   for (const w of r.writers.reports) lines.push(formatWriterTable(w));
   for (const u of r.writers.unavailable) lines.push(`writer ${u.writer} unavailable: ${u.reason}`);
   lines.push('');
-  lines.push('property   runs  steps  crash states  states/s  flush points  faults  failures  first seed  time');
+  lines.push(`properties (${(r.stageMs.properties / 1000).toFixed(1)} s):`);
+  lines.push('property          runs  steps  crash states  states/s  flush points  faults  failures  first seed  time');
   for (const p of r.properties) {
     const rate = p.stats.crashStatesChecked ? Math.round(p.stats.crashStatesChecked / (p.elapsedMs / 1000)) : 0;
     lines.push(
-      `${p.id.padEnd(9)} ${String(p.runs).padStart(5)} ${String(p.stats.steps).padStart(6)} ${String(p.stats.crashStatesChecked).padStart(13)} ${String(rate).padStart(9)} ${String(p.stats.flushPointsChecked).padStart(13)} ${String(p.stats.faultsInjected).padStart(7)} ${String(p.failed ? 1 : 0).padStart(9)}  ${String(p.seed).padStart(10)}  ${(p.elapsedMs / 1000).toFixed(1)} s`,
+      `${p.id.padEnd(16)} ${String(p.runs).padStart(5)} ${String(p.stats.steps).padStart(6)} ${String(p.stats.crashStatesChecked).padStart(13)} ${String(rate).padStart(9)} ${String(p.stats.flushPointsChecked).padStart(13)} ${String(p.stats.faultsInjected).padStart(7)} ${String(p.failed ? 1 : 0).padStart(9)}  ${String(p.seed).padStart(10)}  ${(p.elapsedMs / 1000).toFixed(1)} s`,
     );
+    const def = PROPERTIES.find((x) => x.id === p.id);
+    if (def) {
+      const reached = Object.entries(p.stats.coverage).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} ${v}`);
+      const unreached = def.reaches.filter((s) => !p.stats.coverage[s]);
+      if (reached.length) lines.push(wrap(`  reached: ${reached.join(', ')}`, 120, '    '));
+      if (unreached.length) lines.push(wrap(`  not reached in this budget: ${unreached.join(', ')}`, 120, '    '));
+    }
     if (p.failed) lines.push(`  ${p.report?.split('\n').slice(0, 3).join('\n  ')}\n  counterexample: ${p.counterexampleFile}`);
   }
   const crash = r.properties.reduce((n, p) => n + p.stats.crashStatesChecked, 0);
   lines.push('');
   const readImages = new Set(r.readers.rows.map((x) => x.image)).size;
+  const verdict = r.ok ? (r.incomplete.length ? `PASS, incomplete: ${r.incomplete.join('; ')}` : 'PASS') : 'FAIL';
   lines.push(
-    `${r.ok ? 'PASS' : 'FAIL'}: ${r.corpus.filter((c) => !c.skipped).length} corpus images checked, ${readImages} read by ${new Set(r.readers.rows.filter((x) => x.verdict !== 'unavailable').map((x) => x.reader)).size} readers (${r.readers.peerFindings} peer findings), ${writerSummary(r.writers)}, ${r.properties.length} properties, ${crash} crash states checked in ${(r.elapsedMs / 1000).toFixed(1)} s`,
+    wrap(
+      `${verdict}: ${r.corpus.filter((c) => !c.skipped).length} corpus images checked${r.corpus.some((c) => !c.ok) ? ` (${r.corpus.filter((c) => !c.ok).length} FAILED)` : ''}, ${readImages} read by ${new Set(r.readers.rows.filter((x) => x.verdict !== 'unavailable').map((x) => x.reader)).size} readers (${r.readers.peerFindings} peer findings), ${writerSummary(r.writers)}, ${r.properties.length} property families (${r.properties.filter((p) => p.failed).length} failed), ${crash} crash states checked in ${(r.elapsedMs / 1000).toFixed(1)} s (${Math.round((100 * r.stageMs.properties) / Math.max(1, r.elapsedMs))}% in properties)`,
+      120,
+      '  ',
+    ),
   );
   return lines.join('\n') + '\n';
 }
@@ -314,16 +283,16 @@ function writerSummary(w: WriterSection): string {
 }
 
 /** Images x readers, one line per image; peers' disagreements listed below as findings. */
-function readerTable(s: ReaderSection): string {
+function readerTable(s: ReaderSection, ms: number): string {
   const readers = [...new Set(s.rows.map((r) => r.reader))];
   const images = [...new Set(s.rows.map((r) => r.image))];
-  const lines = [`readers (${s.ok ? "vhdx-conform's own readers agree with the manifest" : "vhdx-conform's own readers DISAGREE with the manifest"}):`];
+  const lines = [`readers (${(ms / 1000).toFixed(1)} s; ${s.ok ? "vhdx-conform's own readers agree with the manifest" : "vhdx-conform's own readers DISAGREE with the manifest"}):`];
   lines.push(`  ${'image'.padEnd(36)} ${readers.map((r) => r.padEnd(12)).join(' ')}`);
   const short: Record<string, string> = { agrees: 'agrees', 'wrong-content': 'WRONG', 'accepted-broken': 'ACCEPTED', 'refused-good': 'REFUSED', crashed: 'CRASHED', unavailable: '-' };
   for (const img of images) lines.push(`  ${img.padEnd(36)} ${readers.map((rd) => (short[s.rows.find((x) => x.image === img && x.reader === rd)?.verdict ?? 'unavailable'] ?? '?').padEnd(12)).join(' ')}`);
   for (const u of s.unavailable) lines.push(`  unavailable: ${u.reader}: ${u.reason}`);
-  if (s.notRun.length) lines.push(`  not read within the budget: ${s.notRun.join(', ')}`);
-  for (const f of s.rows.filter((x) => x.verdict !== 'agrees' && x.verdict !== 'unavailable')) lines.push(`  ${OWN_READERS.includes(f.reader) ? 'FAIL' : 'finding'} ${f.image} / ${f.reader}: ${f.verdictText}: ${f.detail.slice(0, 160)}`);
+  if (s.notRun.length) lines.push(wrap(`  not read within the budget: ${s.notRun.join(', ')}`, 120, '    '));
+  for (const f of s.rows.filter((x) => x.verdict !== 'agrees' && x.verdict !== 'unavailable')) lines.push(wrap(`  ${OWN_READERS.includes(f.reader) ? 'FAIL' : 'finding'} ${f.image} / ${f.reader}: ${f.verdictText}: ${f.detail}`, 120, '      '));
   return lines.join('\n');
 }
 
@@ -331,7 +300,7 @@ export function writeSuiteReports(r: SuiteResult, dir: string, toolVersion: stri
   fs.mkdirSync(dir, { recursive: true });
   const json = path.join(dir, 'suite.json');
   const junit = path.join(dir, 'suite.junit.xml');
-  fs.writeFileSync(json, JSON.stringify({ schema: 'vhdx-conform/suite/v1', tool: { name: 'vhdx-conform', version: toolVersion }, ...r }, null, 2) + '\n');
+  fs.writeFileSync(json, JSON.stringify({ schema: 'vhdx-conform/suite/v1', tool: { name: 'vhdx-conform', version: toolVersion }, shares: SUITE_SHARES, weights: FAMILY_WEIGHTS, ...r }, null, 2) + '\n');
   const corpusCases: JUnitCase[] = r.corpus.map((c) => ({ classname: `corpus.${c.source}`, name: c.image, skipped: c.skipped ? c.detail : undefined, failure: c.ok ? undefined : c.detail, output: c.ok && !c.skipped ? c.detail : undefined }));
   // A peer's disagreement is reported (system-out), not failed; an unavailable reader is skipped.
   const readerCases: JUnitCase[] = r.readers.rows.map((x) => ({
@@ -345,6 +314,7 @@ export function writeSuiteReports(r: SuiteResult, dir: string, toolVersion: stri
     classname: 'properties',
     name: `${p.id} (seed ${p.seed}, ${p.runs} runs, ${p.stats.crashStatesChecked} crash states)`,
     failure: p.failed ? `${p.report}\ncounterexample: ${p.counterexampleFile}` : undefined,
+    output: Object.keys(p.stats.coverage).length ? `reached: ${JSON.stringify(p.stats.coverage)}` : undefined,
     timeSeconds: p.elapsedMs / 1000,
   }));
   // A writer's findings, known or new, are reported (system-out); an unavailable writer is skipped.
