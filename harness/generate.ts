@@ -24,7 +24,7 @@ export interface CmdModel {
 
 export type Cmd = fc.Command<CmdModel, ScenarioRunner>;
 
-export type CommandKind = 'write' | 'read' | 'scatter' | 'span' | 'flush' | 'reopen' | 'trim' | 'churn' | 'crash' | 'flushedWrite' | 'burst' | 'resize' | 'merge' | 'session' | 'wide';
+export type CommandKind = 'write' | 'read' | 'scatter' | 'span' | 'flush' | 'reopen' | 'trim' | 'churn' | 'cycle' | 'crash' | 'flushedWrite' | 'burst' | 'resize' | 'merge' | 'session' | 'wide';
 
 /** One run's choice of features (drawn per run: a feature with weight 0 is left out). */
 export interface FeatureMix {
@@ -64,6 +64,11 @@ export interface ScenarioShape {
    * its scenarios write less data to check more states; they still cross block boundaries.
    */
   maxWriteBytes?: number;
+  /**
+   * Most flushed single-sector writes in one burst, and most allocate-and-free cycles in one
+   * command (default 40). A cycle is two entries of at least 8 KiB, so 70 of them wrap a 1 MiB log.
+   */
+  maxBurst?: number;
 }
 
 function writeRange(params: CreateParams, sizes: FeatureMix['writeSizes'], maxBlocks = 8, maxBytes = 8 * MiB): fc.Arbitrary<{ offsetBytes: number; lengthBytes: number }> {
@@ -232,6 +237,38 @@ class SessionCmd implements Cmd {
   }
   toString(): string {
     return `session(${this.count}, seed ${this.seed})`;
+  }
+}
+
+/**
+ * Allocate-and-free cycles: a sector written into a block, flushed, the block trimmed whole,
+ * flushed, `count` times over blocks drawn from `seed`. Every step changes the BAT, so the log
+ * fills (two entries a cycle) and wraps even on a small disk, with freed space reused each time.
+ */
+class CycleCmd implements Cmd {
+  constructor(
+    readonly params: CreateParams,
+    readonly count: number,
+    readonly seed: number,
+  ) {}
+  check(m: Readonly<CmdModel>): boolean {
+    return m.mode === 'rw';
+  }
+  run(_m: CmdModel, r: ScenarioRunner): void {
+    const next = xorshift32(this.seed);
+    const bs = this.params.blockSizeBytes;
+    const vs = this.params.virtualSizeBytes;
+    const lss = this.params.logicalSectorSizeBytes;
+    for (let i = 0; i < this.count; i++) {
+      const b = Math.floor(next() * blocksOf(this.params));
+      r.step({ type: 'write', offsetBytes: Math.min(b * bs + lss * Math.floor(next() * 8), vs - lss), lengthBytes: lss, seed: this.seed + i });
+      r.step({ type: 'flush' });
+      r.step({ type: 'trim', offsetBytes: b * bs, lengthBytes: Math.min(bs, vs - b * bs) });
+      r.step({ type: 'flush' });
+    }
+  }
+  toString(): string {
+    return `cycle(${this.count}, seed ${this.seed})`;
   }
 }
 
@@ -431,7 +468,7 @@ export function mixArb(shape: ScenarioShape, params: CreateParams): fc.Arbitrary
     reopen: w,
     session: w,
   };
-  if (shape.trims !== false) Object.assign(allowed, { trim: w, churn: w });
+  if (shape.trims !== false) Object.assign(allowed, { trim: w, churn: w, cycle: w });
   if (shape.crashes) Object.assign(allowed, { crash: on, flushedWrite: w });
   if (shape.bursts) allowed.burst = w;
   if (shape.reshapes && !params.parents?.length) allowed.resize = w;
@@ -459,12 +496,13 @@ export function commandsArb(params: CreateParams, shape: ScenarioShape, mix: Fea
     reopen: () => fc.constantFrom<'rw' | 'ro'>('rw', 'ro').map((m) => new ReopenCmd(m)),
     trim: () => writeRange(params, 'blocks', 3).map((r) => new StepCmd({ type: 'trim', ...r }, 'rw')),
     churn: () => fc.tuple(blockList(1, 6), blockList(1, 6), fc.boolean(), seedArb).map(([a, b, f, s]) => new ChurnCmd(params, a, b, f, s)),
+    cycle: () => fc.tuple(fc.integer({ min: 1, max: shape.maxBurst ?? 40 }), seedArb).map(([n, s]) => new CycleCmd(params, n, s)),
     crash: () => seedArb.map((s) => new StepCmd({ type: 'crash', choiceSeed: s }, 'rw')),
     // A flushed write before a crash leaves a dirty log behind: the states replay has to handle.
     flushedWrite: () => fc.tuple(region, seedArb).map(([r, s]) => new BurstCmd([{ ...r, seed: s }])),
     burst: () => {
       const small = writeRange(params, 'sector', 1);
-      return fc.array(fc.tuple(small, seedArb).map(([r, s]) => ({ ...r, seed: s })), { minLength: 20, maxLength: 80 }).map((ws) => new BurstCmd(ws));
+      return fc.array(fc.tuple(small, seedArb).map(([r, s]) => ({ ...r, seed: s })), { minLength: 20, maxLength: Math.max(20, shape.maxBurst ?? 40) }).map((ws) => new BurstCmd(ws));
     },
     resize: () => {
       const sectors = fc.integer({ min: 1, max: Math.max(1, (3 * params.blockSizeBytes) / params.logicalSectorSizeBytes) });

@@ -34,7 +34,7 @@ export const PROPERTIES: readonly PropertyDef[] = [
   {
     id: 'READ',
     title: 'every read from impl equals the model',
-    shape: { crashes: false, maxCommands: 40, bursts: true, reshapes: true, maxSessionOps: 300, geometry: SMALL_AND_LARGE },
+    shape: { crashes: false, maxCommands: 40, bursts: true, maxBurst: 120, reshapes: true, maxSessionOps: 300, geometry: SMALL_AND_LARGE },
     options: {},
     runs: 40,
     reaches: ['log.wrap', 'log.unsettled-3', 'log.multi-bat-sector-entry', 'foreign.rw', 'space.reused', 'resize.bat-moved', 'merge'],
@@ -66,10 +66,10 @@ export const PROPERTIES: readonly PropertyDef[] = [
   {
     id: 'CRASH',
     title: 'every crash point reopens with every unit in its allowed set',
-    shape: { crashes: true, maxCommands: 20, bursts: true, reshapes: true, maxSessionOps: 60, geometry: CRASH_GEOMETRY, maxWriteBytes: 512 * 1024 },
+    shape: { crashes: true, maxCommands: 20, bursts: true, maxBurst: 75, reshapes: true, maxSessionOps: 60, geometry: CRASH_GEOMETRY, maxWriteBytes: 512 * 1024 },
     options: { enumerateCrashes: true },
     runs: 20,
-    reaches: ['crash.torn-header', 'crash.torn-log', 'crash.torn-metadata', 'crash.torn-payload', 'crash.dirty-reopen', 'log.unsettled-3', 'foreign.rw', 'space.reused'],
+    reaches: ['crash.torn-header', 'crash.torn-log', 'crash.torn-metadata', 'crash.torn-payload', 'crash.dirty-reopen', 'log.unsettled-3', 'log.wrap', 'foreign.rw', 'space.reused'],
   },
   {
     id: 'FAULT',

@@ -285,18 +285,16 @@ export class ScenarioRunner {
         throw new PropertyViolation('FAULT', index, `${event.type}: the injected ${this.options.fault?.kind} at device call ${this.options.fault?.failAtCall} was swallowed: the call returned normally`);
       }
     } catch (e) {
-      if (e instanceof PropertyViolation) {
-        // The record must end with the step that failed, or a replay of it proves nothing.
-        if (this.executed.length === executedBefore) {
-          const failed = event.type !== 'crash' ? event : this.crashing;
-          if (failed) this.executed.push(failed);
-        }
-        this.crashing = undefined;
-        throw e;
+      if (!(e instanceof PropertyViolation) && this.faulty?.fired) return this.afterFault(event, index, e);
+      const violation = e instanceof PropertyViolation ? e : e instanceof VhdxError ? new PropertyViolation('READ', index, `${event.type}: the driver failed: ${e.name}: ${e.message}`) : undefined;
+      if (!violation) throw e;
+      // The record must end with the step that failed, or a replay of it proves nothing.
+      if (this.executed.length === executedBefore) {
+        const failed = event.type !== 'crash' ? event : this.crashing;
+        if (failed) this.executed.push(failed);
       }
-      if (this.faulty?.fired) return this.afterFault(event, index, e);
-      if (e instanceof VhdxError) throw new PropertyViolation('READ', index, `${event.type}: the driver failed: ${e.name}: ${e.message}`);
-      throw e;
+      this.crashing = undefined;
+      throw violation;
     }
   }
 

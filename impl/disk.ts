@@ -277,6 +277,11 @@ export class VhdxDisk {
    * sequence holds them and reads of metadata go through this map.
    */
   private readonly unapplied = new Map<number, Uint8Array | null>();
+  /**
+   * The span [fromBytes, toBytes) of the log area that the newest valid sequence occupied when a
+   * checkpoint settled it: the only sequence a crash could find until a new entry is durable.
+   */
+  private settledRun: { fromBytes: number; toBytes: number } | undefined;
   /** Space no structure or block uses, built at the session's first allocation or log period. */
   private space: FreeSpace | undefined;
   /** The log area the session's first log period will use (not free space), if the file has a gap for it. */
@@ -315,8 +320,8 @@ export class VhdxDisk {
     this.fileSize = s.view.sizeBytes();
     this.durableSize = this.fileSize;
     this.structuresEnd = 0;
-    // An entry may fill the whole log area (it is drained first when older entries are in the way).
-    this.maxEntryData = Math.max(1, maxDataDescriptorsFor(this.logAreaLength()));
+    // An entry may fill the log area but one sector (kept free for the marker entry of checkpoint()).
+    this.maxEntryData = Math.max(1, maxDataDescriptorsFor(this.logAreaLength() - S));
     this.scanBat();
   }
 
@@ -1083,12 +1088,13 @@ export class VhdxDisk {
     const ring = this.ring;
     const data = updates.reduce((n, u) => n + (u.kind === 'data' ? 1 : 0), 0);
     const len = entryLengthBytes(updates.length, data);
-    let pos = ring.place(len);
-    if (pos === undefined) {
+    // One sector stays free while entries are unsettled: room for the marker below.
+    if (ring.place(len + S) === undefined) {
       this.checkpoint(); // settles every entry: the whole log is free again
       this.stats.drains++;
-      pos = ring.place(len)!;
     }
+    this.markBeforeOverwrite(len);
+    const pos = ring.place(len)!;
     const flushed = Math.floor(this.durableSize / MiB) * MiB;
     ring.writeEntry(this.dev, pos, updates, flushed, this.lastFileOffset());
     this.wroteSinceFlush = true;
@@ -1109,6 +1115,7 @@ export class VhdxDisk {
    */
   private checkpoint(): void {
     if (!this.ring?.hasUnsettled) return;
+    this.settledRun = { fromBytes: this.ring.oldestUnsettledBytes!, toBytes: this.ring.head };
     const at = [...this.unapplied.keys()].sort((a, b) => a - b);
     for (let i = 0; i < at.length; ) {
       // One device write per run of adjacent sectors of the same kind.
@@ -1128,6 +1135,28 @@ export class VhdxDisk {
     this.ring.markApplied();
     this.syncFlush();
     this.stats.checkpoints++;
+  }
+
+  /**
+   * After a checkpoint the newest valid sequence is the settled one. An entry that overwrites its
+   * tail destroys it before that entry is durable, and a crash tearing the new entry would leave no
+   * valid sequence at all (LOG-28: an unopenable file). So first an empty entry, its own Tail
+   * (§2.3.1.1: an "initialized log"), goes into the free sector after the head and is flushed: from
+   * then on it is a valid sequence that replays nothing, whatever happens to the older entries.
+   */
+  private markBeforeOverwrite(lengthBytes: number): void {
+    const run = this.settledRun;
+    const ring = this.ring!;
+    if (!run || ring.hasUnsettled) return;
+    const L = ring.areaLengthBytes;
+    const gap = (run.fromBytes - ring.head + L) % L;
+    if (lengthBytes <= gap) return;
+    ring.writeEntry(this.dev, ring.place(S)!, [], Math.floor(this.durableSize / MiB) * MiB, this.lastFileOffset());
+    this.wroteSinceFlush = true;
+    ring.markApplied(); // nothing to apply: settled by this flush
+    this.syncFlush();
+    this.settledRun = undefined;
+    this.stats.markers++;
   }
 
   /** Metadata bytes as the log says they are: the device's, with the unapplied sectors over them. */

@@ -19,10 +19,12 @@ export interface LogStats {
   checkpoints: number;
   /** Payload blocks placed in free space inside the file (freed by trims, or gaps) instead of at its end. */
   blocksReused: number;
+  /** Empty self-tailed entries written after a checkpoint so that a valid sequence survives the overwrite of the settled one. */
+  markers: number;
 }
 
 export function emptyLogStats(): LogStats {
-  return { entriesWritten: 0, wraps: 0, splitEntries: 0, drains: 0, periods: 0, checkpoints: 0, blocksReused: 0 };
+  return { entriesWritten: 0, wraps: 0, splitEntries: 0, drains: 0, periods: 0, checkpoints: 0, blocksReused: 0, markers: 0 };
 }
 
 /**
@@ -52,6 +54,11 @@ export class LogRing {
 
   get hasUnsettled(): boolean {
     return this.unsettled.length > 0;
+  }
+
+  /** Where the oldest unsettled entry starts (undefined when every entry is settled). */
+  get oldestUnsettledBytes(): number | undefined {
+    return this.unsettled[0]?.pos;
   }
 
   /** Where an entry of `len` bytes would go now, or undefined when unsettled entries are in the way. */

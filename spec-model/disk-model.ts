@@ -248,12 +248,16 @@ export class DiskModel {
       case 'create':
         if (this.state !== 'absent') throw new VhdxStateError('create: the disk already exists');
         validateDiskParams(event.params);
-        this.diskParams = { ...event.params };
-        this.state = 'open-rw';
-        for (const u of event.params.initialContent?.units ?? []) {
-          this.content.set(u, event.params.initialContent!.seed);
-          this.setDurable(u, event.params.initialContent!.seed);
+        {
+          // The initial content is part of the start, not of the disk's parameters (a resize later changes the size).
+          const { initialContent, ...params } = event.params;
+          this.diskParams = params;
+          for (const u of initialContent?.units ?? []) {
+            this.content.set(u, initialContent!.seed);
+            this.setDurable(u, initialContent!.seed);
+          }
         }
+        this.state = 'open-rw';
         if (event.params.parents) {
           for (const layer of event.params.parents) for (const w of layer.writes) this.apply({ type: 'write', ...w });
           this.apply({ type: 'flush' });

@@ -39,7 +39,7 @@ export const LOG_RING: DirectPropertyDef<RingCase> = {
     checkThrows(() => new LogRing(LOG_AT_BYTES, S, GUIDS[0], 1n, emptyLogStats()), /log area too small/, 'a log area of one sector');
     checkThrows(() => new LogRing(LOG_AT_BYTES, 2 * S, GUIDS[0], 0n, emptyLogStats()), /sequence numbers start above 0/, 'first sequence number 0');
     checkThrows(() => new LogRing(LOG_AT_BYTES, 2 * S, GUIDS[0], 1n, emptyLogStats()).place(3 * S), /entry longer than the log/, 'placing a 12 KiB entry in an 8 KiB log');
-    checkEqual(emptyLogStats(), { entriesWritten: 0, wraps: 0, splitEntries: 0, drains: 0, periods: 0, checkpoints: 0, blocksReused: 0 }, 'emptyLogStats()');
+    checkEqual(emptyLogStats(), { entriesWritten: 0, wraps: 0, splitEntries: 0, drains: 0, periods: 0, checkpoints: 0, blocksReused: 0, markers: 0 }, 'emptyLogStats()');
   },
   predicate: ({ logSectors, firstSequence, ops }) => {
     const L = logSectors * S;
