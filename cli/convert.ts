@@ -1,12 +1,12 @@
-import type { Command } from 'commander';
 import type * as CliProgress from 'cli-progress';
 import * as fs from 'fs';
 import * as path from 'path';
 import { FileDevice, VhdxDisk, type BlockDevice, type CreateParams } from '../impl';
 import { SIGNATURE } from '../spec-model/format/constants';
 import { VhdxError, VhdxUsageError } from '../spec-model/format/errors';
-import { describeError, withFile } from './errors';
-import { addVhdxOutputOptions, checkCreateParams, createParamsFrom, formatBytes, fsError, openFileOrThrow, strictArguments, withImage, type VhdxOutputOptions } from './create';
+import { withFile } from './errors';
+import { checkCreateParams } from './create';
+import { createParamsFrom, formatBytes, fsError, openFileOrThrow, withImage, type VhdxOutputOptions } from './options';
 
 /*
  * `vhdx-conform convert IN OUT`: raw <-> VHDX (and VHDX -> VHDX, raw -> raw), streaming in 4 MiB
@@ -272,26 +272,6 @@ function isZero(buf: Buffer, start: number, end: number): boolean {
 
 export interface ConvertOptions extends VhdxOutputOptions {
   to?: string;
-}
-
-export function registerConvert(program: Command): void {
-  const cmd = program
-    .command('convert')
-    .description('convert between raw and VHDX images, streaming; zero ranges stay unallocated (VHDX) or holes (raw). The output format comes from its extension or --to; an existing output file is overwritten')
-    .argument('<in>', 'input image: VHDX (never modified; a dirty log is replayed in memory) or raw')
-    .argument('<out>', 'output image')
-    .option('--to <format>', 'output format: raw or vhdx (default: from the extension of OUT)');
-  addVhdxOutputOptions(cmd);
-  strictArguments(cmd).action(convertAction);
-}
-
-/** The action: runs the conversion; its error (it completes after parse() returned) is reported like main's. */
-function convertAction(input: string, output: string, opts: ConvertOptions): Promise<void> {
-  return runConvert(input, output, opts).catch((e: unknown) => {
-    const d = describeError(e);
-    console.error(`vhdx-conform: ${d.line}`);
-    process.exitCode = d.exitCode;
-  });
 }
 
 export async function runConvert(input: string, output: string, opts: ConvertOptions): Promise<void> {
