@@ -1,4 +1,3 @@
-import { performance } from 'perf_hooks';
 import { VhdxError, VhdxFormatError } from '../spec-model/format/errors';
 import { inspect } from '../spec-model/inspect';
 import { FileSource } from '../spec-model/source';
