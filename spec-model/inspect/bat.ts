@@ -104,6 +104,27 @@ function template(lo: number): Buffer {
   return t;
 }
 
+/**
+ * How many entries of the piece `w` (its bytes: `bytes`) from local entry `li`, at most `max`,
+ * equal (lo, 0): a few compared inline, long runs with memcmp against a template.
+ */
+function sameRun(w: Uint32Array, bytes: Uint8Array, li: number, max: number, lo: number): number {
+  let r = 1;
+  while (r < max && r < INLINE_RUN && w[(li + r) * 2] === lo && w[(li + r) * 2 + 1] === 0) r++;
+  if (r < INLINE_RUN || r >= max) return r;
+  const t = template(lo);
+  while (r < max) {
+    const m = Math.min(max - r, TEMPLATE_ENTRIES);
+    const a = Buffer.from(bytes.buffer, bytes.byteOffset + (li + r) * BAT_ENTRY_SIZE_BYTES, m * BAT_ENTRY_SIZE_BYTES);
+    if (a.equals(m === TEMPLATE_ENTRIES ? t : t.subarray(0, m * BAT_ENTRY_SIZE_BYTES))) {
+      r += m;
+      continue;
+    }
+    for (let i = 0; i < m; i++, r++) if (w[(li + r) * 2] !== lo || w[(li + r) * 2 + 1] !== 0) return r;
+  }
+  return r;
+}
+
 export interface BatInputs {
   view: ByteSource;
   region: RegionEntryInfo;
@@ -146,7 +167,7 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
     allocatedPayloadBlocks: 0,
     retainedPayloadBlocks: 0,
     presentSectorBitmapBlocks: 0,
-    allocatedBlocks: new AllocatedBlockList(inp.allocatedBlocksCap),
+    allocatedBlocks: new AllocatedBlockList(inp.allocatedBlocksCap, g.payloadBlockCount),
     truncated: false,
     sectorBitmapBlocks: [],
     sectorBitmapBlocksTruncated: false,
@@ -305,7 +326,7 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
   const present = (index: number, b: number, state: number, offMB: number): void => {
     allocatedCount++;
     occupy(index, false, b, state, offMB, blockUnits, usedBytesOf(b), 'BAT-23');
-    if (!allocated.push(b, index, state, offMB * MIB)) truncated = true;
+    if (!allocated.push(b, index, state, offMB)) truncated = true;
   };
 
   const payloadEntry = (index: number, b: number, state: number, reserved: number, offMB: number): void => {
@@ -384,6 +405,45 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
     if (listing('BAT-24', 'warning')) say('BAT-24', index, `${where} holds ${hex(hi * 2 ** 32 + lo)}; entries there describe nothing and should be zero`, 'warning');
   };
 
+  /**
+   * The payload entries [start, segEnd) of one chunk, blocks b0 on, in the piece `w` that starts
+   * at entry e0 (§2.5.1 per entry). A function of its own: it is where a large BAT spends its time,
+   * and a small function is optimized early, where a loop inside this whole one waits for it.
+   */
+  const scanPayloads = (w: Uint32Array, bytes: Uint8Array, e0: number, start: number, segEnd: number, b0: number): void => {
+    let index = start;
+    while (index < segEnd) {
+      const li = index - e0;
+      const lo = w[li * 2];
+      const hi = w[li * 2 + 1];
+      if (hi === 0 && lo < 4) {
+        const run = sameRun(w, bytes, li, segEnd - index, lo);
+        payloadCounts[lo] += run;
+        if (fixed) {
+          notFullInFixed += run;
+          if (firstNotFullInFixed < 0) firstNotFullInFixed = index;
+        }
+        index += run;
+        continue;
+      }
+      const offMB = (lo >>> 20) + hi * 4096;
+      if ((lo & 0xfffff) === FULLY_PRESENT) {
+        // State 6, no reserved bits: what allocated blocks are made of. One inside the file, on
+        // free space, has nothing to report (BAT-5, BAT-6, BAT-23, RGN-9, HDR-10): it is counted,
+        // listed and placed here; any other goes through present() and the rules.
+        const b = b0 + (index - start);
+        const endMB = offMB + blockUnits;
+        payloadCounts[FULLY_PRESENT]++;
+        if (offMB !== 0 && endMB <= fileSizeMB && endMB <= spaceUnits && space.claimFree(offMB, blockUnits)) {
+          allocatedCount++;
+          if (endMB > highestEndMB) highestEndMB = endMB;
+          if (!allocated.push(b, index, FULLY_PRESENT, offMB)) truncated = true;
+        } else present(index, b, FULLY_PRESENT, offMB);
+      } else payloadEntry(index, b0 + (index - start), lo & 7, (lo >>> 3) & 0x1ffff, offMB);
+      index++;
+    }
+  };
+
   const reader = new ChunkReader(view);
   for (let e0 = 0; e0 < examineEnd; e0 += CHUNK_ENTRIES) {
     const n = Math.min(CHUNK_ENTRIES, examineEnd - e0);
@@ -391,30 +451,12 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
     const w = new Uint32Array(bytes.buffer, bytes.byteOffset, n * 2);
     const gEnd = e0 + n;
 
-    /** How many entries from local entry `li`, at most `max`, equal (lo, 0). */
-    const sameRun = (li: number, max: number, lo: number): number => {
-      let r = 1;
-      while (r < max && r < INLINE_RUN && w[(li + r) * 2] === lo && w[(li + r) * 2 + 1] === 0) r++;
-      if (r < INLINE_RUN || r >= max) return r;
-      const t = template(lo);
-      while (r < max) {
-        const m = Math.min(max - r, TEMPLATE_ENTRIES);
-        const a = Buffer.from(bytes.buffer, bytes.byteOffset + (li + r) * BAT_ENTRY_SIZE_BYTES, m * BAT_ENTRY_SIZE_BYTES);
-        if (a.equals(m === TEMPLATE_ENTRIES ? t : t.subarray(0, m * BAT_ENTRY_SIZE_BYTES))) {
-          r += m;
-          continue;
-        }
-        for (let i = 0; i < m; i++, r++) if (w[(li + r) * 2] !== lo || w[(li + r) * 2 + 1] !== 0) return r;
-      }
-      return r;
-    };
-
     let index = e0;
     while (index < gEnd) {
       if (index >= total) {
         // Entries past TotalBATEntries (BAT-24).
         const li = index - e0;
-        const run = w[li * 2] === 0 && w[li * 2 + 1] === 0 ? sameRun(li, gEnd - index, 0) : 0;
+        const run = w[li * 2] === 0 && w[li * 2 + 1] === 0 ? sameRun(w, bytes, li, gEnd - index, 0) : 0;
         index += run;
         if (index < gEnd) {
           const l = (index - e0) * 2;
@@ -438,7 +480,7 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
         // Payload slots of a differencing file's last chunk past the last block (BAT-24).
         while (index < segEnd) {
           const li = index - e0;
-          const run = w[li * 2] === 0 && w[li * 2 + 1] === 0 ? sameRun(li, segEnd - index, 0) : 0;
+          const run = w[li * 2] === 0 && w[li * 2 + 1] === 0 ? sameRun(w, bytes, li, segEnd - index, 0) : 0;
           index += run;
           if (index < segEnd) {
             nonZeroBeyond(index, w[(index - e0) * 2], w[(index - e0) * 2 + 1], `the payload slot of block ${chunk * CR + (index - chunk * period)}, past the last block,`);
@@ -448,37 +490,8 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
         continue;
       }
       segEnd = Math.min(segEnd, index + (PB - b0));
-      const segStart = index;
-      while (index < segEnd) {
-        const li = index - e0;
-        const lo = w[li * 2];
-        const hi = w[li * 2 + 1];
-        if (hi === 0 && lo < 4) {
-          const run = sameRun(li, segEnd - index, lo);
-          payloadCounts[lo] += run;
-          if (fixed) {
-            notFullInFixed += run;
-            if (firstNotFullInFixed < 0) firstNotFullInFixed = index;
-          }
-          index += run;
-          continue;
-        }
-        const offMB = (lo >>> 20) + hi * 4096;
-        if ((lo & 0xfffff) === FULLY_PRESENT) {
-          // State 6, no reserved bits: what allocated blocks are made of. One inside the file, on
-          // free space, has nothing to report (BAT-5, BAT-6, BAT-23, RGN-9, HDR-10): it is counted,
-          // listed and placed here; any other goes through present() and the rules.
-          const b = b0 + (index - segStart);
-          const endMB = offMB + blockUnits;
-          payloadCounts[FULLY_PRESENT]++;
-          if (offMB !== 0 && endMB <= fileSizeMB && endMB <= spaceUnits && space.claimFree(offMB, blockUnits)) {
-            allocatedCount++;
-            if (endMB > highestEndMB) highestEndMB = endMB;
-            if (!allocated.push(b, index, FULLY_PRESENT, offMB * MIB)) truncated = true;
-          } else present(index, b, FULLY_PRESENT, offMB);
-        } else payloadEntry(index, b0 + (index - segStart), lo & 7, (lo >>> 3) & 0x1ffff, offMB);
-        index++;
-      }
+      scanPayloads(w, bytes, e0, index, segEnd, b0);
+      index = segEnd;
     }
     summary.entriesExamined += n;
   }
