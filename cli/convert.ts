@@ -243,6 +243,8 @@ class ConversionDevice implements BlockDevice {
   private queued: Promise<void>[] = [];
   /** File ranges [start, end) of the writes in flight. */
   private readonly inFlight = new Set<{ start: number; end: number }>();
+  /** The size the driver last gave the file (setSize): the file is that long once closed. */
+  private grownTo = 0;
 
   constructor(
     private readonly inner: FileDevice,
@@ -295,21 +297,32 @@ class ConversionDevice implements BlockDevice {
     /* deferred: see the class comment */
   }
   sizeBytes(): number {
-    return this.inner.sizeBytes();
+    return Math.max(this.inner.sizeBytes(), this.grownTo);
   }
   setSize(bytes: number): void {
+    const now = this.inner.sizeBytes();
+    // Growing is only remembered, and done once at close: the bytes it adds read as zeros either
+    // way (FileDevice reads zeros past the end of the file), and a truncate per new block would
+    // wait for the file's lock behind the data writes in flight.
+    if (bytes >= now) {
+      this.grownTo = bytes;
+      return;
+    }
     // A shrink under a write in flight would race with it; the conversion only grows its file.
-    if (this.inFlight.size > 0 && bytes < this.inner.sizeBytes()) this.refuseOverlap('setSize', bytes, Number.MAX_SAFE_INTEGER);
-    // Creating an image starts by emptying the device; the file is new and already empty. On ext4
-    // a truncation to 0 also makes the final close() start writeback of everything written.
-    if (bytes === 0 && this.inner.sizeBytes() === 0) return;
+    if (this.inFlight.size > 0) this.refuseOverlap('setSize', bytes, Number.MAX_SAFE_INTEGER);
+    this.grownTo = bytes;
     this.inner.setSize(bytes);
   }
   close(): void {
     try {
-      this.inner.close();
+      // The size the driver last asked for (writes may have extended the file less far).
+      if (this.grownTo > this.inner.sizeBytes()) this.inner.setSize(this.grownTo);
     } finally {
-      fs.closeSync(this.asyncFd);
+      try {
+        this.inner.close();
+      } finally {
+        fs.closeSync(this.asyncFd);
+      }
     }
   }
 }
