@@ -48,3 +48,59 @@ export function medianOf(runs: number, cmd: string, args: string[]): { wallSecon
 export function mib(bytes: number): string {
   return (bytes / (1 << 20)).toFixed(1) + ' MiB';
 }
+
+/** One row of `npm run bench`: ours beside the peer on the same work, in the same run. */
+export interface BenchRow {
+  readonly id: string;
+  readonly name: string;
+  /** Our figure and the peer's, as printed ("0.312 s, 61 MiB"). */
+  readonly ours: string;
+  readonly peer: string;
+  /** The figure the goal is about (a time ratio, a memory ratio, seconds), as printed. */
+  readonly measured: string;
+  readonly goal: string;
+  readonly ok: boolean;
+  /** Details printed under the table. */
+  readonly lines: readonly string[];
+}
+
+export interface PairedResult {
+  readonly a: { wallSeconds: number; cpuSeconds: number; maxRssBytes: number; last: Measurement };
+  readonly b: { wallSeconds: number; cpuSeconds: number; maxRssBytes: number; last: Measurement };
+  /** Median of the per-pair ratios a/b: pairing keeps the ratio meaningful while the machine's speed drifts. */
+  readonly wallRatio: number;
+  readonly memoryRatio: number;
+  readonly runs: number;
+}
+
+/**
+ * Runs A and B in turn (A B A B ...), `runs` pairs after one warm-up pair, calling `before(k)`
+ * (untimed) before each run of command k; medians of each and the median of the pair ratios.
+ */
+export function paired(runs: number, a: { cmd: string; args: string[] }, b: { cmd: string; args: string[] }, before: (k: 0 | 1) => void = () => undefined): PairedResult {
+  const ms: [Measurement[], Measurement[]] = [[], []];
+  for (let r = 0; r <= runs; r++) {
+    ([a, b] as const).forEach((job, k) => {
+      before(k as 0 | 1);
+      const m = measure(job.cmd, job.args);
+      if (r > 0) ms[k].push(m);
+    });
+  }
+  const summary = (list: Measurement[]) => ({
+    wallSeconds: median(list.map((m) => m.wallSeconds)),
+    cpuSeconds: median(list.map((m) => m.cpuSeconds)),
+    maxRssBytes: median(list.map((m) => m.maxRssBytes)),
+    last: list[list.length - 1],
+  });
+  return {
+    a: summary(ms[0]),
+    b: summary(ms[1]),
+    wallRatio: median(ms[0].map((m, i) => m.wallSeconds / ms[1][i].wallSeconds)),
+    memoryRatio: median(ms[0].map((m, i) => m.maxRssBytes / ms[1][i].maxRssBytes)),
+    runs,
+  };
+}
+
+export function seconds(s: number): string {
+  return `${s.toFixed(3)} s`;
+}

@@ -1,9 +1,8 @@
-import type { Command } from 'commander';
 import * as fs from 'fs';
 import { VhdxDisk } from '../impl';
 import { VhdxUsageError } from '../spec-model/format/errors';
 import { withFile } from './errors';
-import { fsError, openFileOrThrow, parseSize, strictArguments, withImage } from './create';
+import { fsError, openFileOrThrow, parseSize, withImage } from './options';
 
 /*
  * `vhdx-conform write IMAGE --at OFFSET --from FILE|-` and `vhdx-conform read IMAGE --at OFFSET
@@ -54,27 +53,6 @@ function checkRange(disk: VhdxDisk, at: number, length: number | undefined, leng
   const vs = disk.virtualSizeBytes;
   if (at > vs) throw new VhdxUsageError('--at', `offset ${at} is past the virtual size ${vs}`);
   if (length !== undefined && at + length > vs) throw new VhdxUsageError(lengthOption, `range ${at} + ${length} bytes ends past the virtual size ${vs}`);
-}
-
-export function registerReadWrite(program: Command): void {
-  strictArguments(
-    program
-      .command('write')
-      .description('write bytes into the virtual disk of an image at a byte offset (any alignment), then flush and close')
-      .argument('<image>', 'VHDX file (opened read-write; a dirty log is replayed first)')
-      .requiredOption('--at <offset>', 'virtual disk offset in bytes (K/M/G/T suffixes, 0x hex)')
-      .requiredOption('--from <file>', 'where the bytes come from; - reads standard input'),
-  ).action((image: string, opts: { at: string; from: string }) => runWrite(image, opts));
-
-  strictArguments(
-    program
-      .command('read')
-      .description('read bytes of the virtual disk of an image (raw bytes to standard output, or --to FILE)')
-      .argument('<image>', 'VHDX file (opened read-only; a dirty log is replayed in memory only)')
-      .requiredOption('--at <offset>', 'virtual disk offset in bytes (K/M/G/T suffixes, 0x hex)')
-      .requiredOption('--length <n>', 'number of bytes (K/M/G/T suffixes, 0x hex)')
-      .option('--to <file>', 'write the bytes to this file instead of standard output'),
-  ).action((image: string, opts: { at: string; length: string; to?: string }) => runRead(image, opts));
 }
 
 export function runWrite(image: string, opts: { at: string; from: string }): void {

@@ -1,21 +1,7 @@
 import { SingleBar } from 'cli-progress';
 import { VhdxUsageError } from '../spec-model/format/errors';
 import { runSuite, suiteTable, writeSuiteReports } from '../harness/suite';
-
-export function parseDuration(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new VhdxUsageError('budget', `not a duration: ${JSON.stringify(text)} (use e.g. 90s, 10m)`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(m[1]) * unit);
-}
-
-export function parseShard(text: string): { index: number; count: number } {
-  const m = /^(\d+)\/(\d+)$/.exec(text.trim());
-  const index = m ? Number(m[1]) : NaN;
-  const count = m ? Number(m[2]) : NaN;
-  if (!m || count < 1 || index < 1 || index > count) throw new VhdxUsageError('shard', `--shard takes i/n with 1 <= i <= n, got ${JSON.stringify(text)}`);
-  return { index: index - 1, count };
-}
+import { parseDuration, parseShard } from './options';
 
 export async function runSuiteCommand(opts: { budget: string; seed?: string; shard?: string; report: string; workers?: string }, version: string): Promise<void> {
   const budgetMs = parseDuration(opts.budget);

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { VhdxUsageError } from '../spec-model/format/errors';
-import { parseDuration } from './suite';
+import { parseDuration } from './options';
 import { VERSION } from './version';
 
 /*

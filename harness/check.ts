@@ -1,8 +1,5 @@
-import { performance } from 'perf_hooks';
 import { VhdxError, VhdxFormatError } from '../spec-model/format/errors';
-import { digestV1 } from '../spec-model/digest';
 import { inspect } from '../spec-model/inspect';
-import { openOracle } from '../spec-model/read';
 import { FileSource } from '../spec-model/source';
 import { ImageCheck, ImageContent, countFindings, verdictOf } from './check-report';
 
@@ -14,6 +11,9 @@ function errorInfo(e: unknown): { kind: string; rule?: string; message: string }
 
 /** Reads the whole virtual disk through the oracle and digests it (strict first, qemu's identical-header tolerance second). */
 export function contentOf(path: string): ImageContent | { error: { kind: string; rule?: string; message: string } } {
+  // Loaded here: a check without --content (the common case) should not pay for the oracle at start-up.
+  const { digestV1 } = require('../spec-model/digest') as typeof import('../spec-model/digest');
+  const { openOracle } = require('../spec-model/read') as typeof import('../spec-model/read');
   const source = new FileSource(path);
   try {
     try {

@@ -68,6 +68,7 @@ function implReader(mode: 'ro' | 'rw'): ReaderAdapter {
     id: `impl-${mode}`,
     description: mode === 'ro' ? 'vhdx-conform impl, read-only open (replays a dirty log in memory)' : 'vhdx-conform impl, read-write open of a copy (replays a dirty log onto the file)',
     available: () => always(`impl ${IMPL_VERSION}`),
+    inProcess: true,
     async read(imagePath, scratchDir) {
       try {
         let file = imagePath;
@@ -97,6 +98,7 @@ export const oracle: ReaderAdapter = {
   id: 'oracle',
   description: 'the spec-model oracle reader (spec-model/read.ts), strict',
   available: () => always(`spec-model ${IMPL_VERSION}`),
+  inProcess: true,
   async read(imagePath) {
     let source: FileSource | undefined;
     try {

@@ -93,7 +93,7 @@ export function fileSpans(r: InspectResult): { structures: Span[]; parts: Span[]
   if (b) {
     const total = b.allocatedBlocks.length + b.sectorBitmapBlocks.length;
     merged = total > BLOCK_ELEMENT_CAP;
-    const payload = b.allocatedBlocks.map((a) => ({ kind: 'payload', startBytes: a.fileOffsetBytes, lengthBytes: blockSize, state: payloadStateName(a.state), label: `payload block ${a.blockIndex}` }));
+    const payload = Array.from(b.allocatedBlocks, (a) => ({ kind: 'payload', startBytes: a.fileOffsetBytes, lengthBytes: blockSize, state: payloadStateName(a.state), label: `payload block ${a.blockIndex}` }));
     const bitmaps = b.sectorBitmapBlocks.map((s) => ({ kind: 'sector-bitmap', startBytes: s.fileOffsetBytes, lengthBytes: MiB, state: 'SB_BLOCK_PRESENT', label: `sector bitmap block of chunk ${s.chunkIndex}` }));
     for (const list of [payload, bitmaps]) blocks.push(...(merged ? capped(list, fileBytes, blockSize) : list));
   }

@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
+import { Worker } from 'worker_threads';
 import { VhdxUsageError } from '../../spec-model/format/errors';
 import { MANIFEST_SCHEMA, Manifest, ManifestImage } from '../corpus/manifest';
 import { Availability, ReadResult, ReaderAdapter, Verdict, VERDICT_TEXT } from './types';
@@ -110,9 +111,65 @@ export interface MatrixOptions {
   readonly scratchRoot?: string;
   /** Date.now() after which no further image is started; the rest are listed in `notRun`. */
   readonly deadline?: number;
+  /** Cells run at once (default: one per core, os.availableParallelism()). */
+  readonly parallelism?: number;
 }
 
-/** Runs every image through every available reader, one at a time (peers are heavy; cores are few). */
+/** The compiled read worker, when running from dist/ (under ts-node or jest in-process readers run in this thread). */
+export const READ_WORKER_SCRIPT = path.join(__dirname, 'read-worker.js');
+
+/**
+ * Worker threads for the in-process readers, started as needed and reused: at most one per cell
+ * running at once. A worker that dies answers its request as a crash and is replaced.
+ */
+class ReadWorkers {
+  private readonly idle: Worker[] = [];
+  private readonly all = new Set<Worker>();
+
+  async read(readerId: string, imagePath: string, scratchDir: string): Promise<ReadResult> {
+    const worker = this.idle.pop() ?? this.start();
+    return new Promise<ReadResult>((resolve) => {
+      const done = (r: ReadResult, reusable: boolean): void => {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+        if (reusable) this.idle.push(worker);
+        else {
+          this.all.delete(worker);
+          void worker.terminate();
+        }
+        resolve(r);
+      };
+      const onMessage = (r: ReadResult): void => done(r, true);
+      const onError = (e: Error): void => done({ kind: 'crashed', message: `reader thread failed: ${e.message}` }, false);
+      const onExit = (code: number): void => done({ kind: 'crashed', message: `reader thread exited with code ${code}` }, false);
+      worker.on('message', onMessage);
+      worker.on('error', onError);
+      worker.on('exit', onExit);
+      worker.postMessage({ readerId, imagePath, scratchDir });
+    });
+  }
+
+  private start(): Worker {
+    const w = new Worker(READ_WORKER_SCRIPT);
+    this.all.add(w);
+    return w;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.all].map((w) => w.terminate()));
+    this.all.clear();
+    this.idle.length = 0;
+  }
+}
+
+/**
+ * Runs every image through every available reader, as many cells at once as there are cores:
+ * external tools are processes of their own, our in-process readers run in worker threads (from
+ * dist/). Each tool keeps its own time limit (the adapters' timeoutMs). Cells are started in
+ * table order (images in manifest order, readers in adapter order) and reported in that order
+ * whatever order they finish in; `onCell` sees them as they finish.
+ */
 export async function runReaderMatrix(corpusDir: string, adapters: readonly ReaderAdapter[], options: MatrixOptions = {}): Promise<ReaderMatrix> {
   const t0 = performance.now();
   const manifest = loadManifest(corpusDir);
@@ -124,40 +181,53 @@ export async function runReaderMatrix(corpusDir: string, adapters: readonly Read
   const readers: ReaderInfo[] = adapters.map((a) => ({ id: a.id, description: a.description, availability: a.available(), explicit: options.explicit?.includes(a.id) ?? false }));
   const cells: MatrixCell[] = [];
   const notRun: string[] = [];
+  const parallelism = Math.max(1, Math.floor(options.parallelism ?? os.availableParallelism()));
+  const threads = parallelism > 1 && adapters.some((a) => a.inProcess) && fs.existsSync(READ_WORKER_SCRIPT) ? new ReadWorkers() : undefined;
   const scratchRoot = fs.mkdtempSync(path.join(options.scratchRoot ?? os.tmpdir(), 'vhdx-conform-reader-'));
-  try {
+  const add = (cell: MatrixCell): void => {
+    cells.push(cell);
+    options.onCell?.(cell);
+  };
+
+  /** The cells in table order; an image whose first cell would start after the deadline is not run, nor any after it. */
+  function* work(): Generator<{ image: ManifestImage; k: number }> {
     for (const image of manifest.images) {
       if (options.deadline !== undefined && Date.now() > options.deadline) {
         notRun.push(image.id);
         continue;
       }
-      const imagePath = path.join(corpusDir, image.file);
       adapters.forEach((adapter, k) => {
         const info = readers[k];
-        if (!info.availability.ok) {
-          const cell: MatrixCell = { imageId: image.id, readerId: adapter.id, verdict: 'unavailable', elapsedMs: 0, detail: info.availability.reason };
-          cells.push(cell);
-          options.onCell?.(cell);
-        }
+        if (!info.availability.ok) add({ imageId: image.id, readerId: adapter.id, verdict: 'unavailable', elapsedMs: 0, detail: info.availability.reason });
       });
-      for (let k = 0; k < adapters.length; k++) {
-        if (!readers[k].availability.ok) continue;
-        const scratch = fs.mkdtempSync(path.join(scratchRoot, 'r-'));
-        const t = performance.now();
-        let result: ReadResult;
-        try {
-          result = await adapters[k].read(imagePath, scratch);
-        } catch (e) {
-          result = { kind: 'crashed', message: `adapter threw: ${e instanceof Error ? e.message : String(e)}` };
-        } finally {
-          fs.rmSync(scratch, { recursive: true, force: true });
-        }
-        const cell: MatrixCell = { imageId: image.id, readerId: adapters[k].id, result, elapsedMs: performance.now() - t, ...judge(image, result) };
-        cells.push(cell);
-        options.onCell?.(cell);
-      }
+      for (let k = 0; k < adapters.length; k++) if (readers[k].availability.ok) yield { image, k };
     }
+  }
+
+  const runCell = async (image: ManifestImage, k: number): Promise<void> => {
+    const adapter = adapters[k];
+    const imagePath = path.join(corpusDir, image.file);
+    const scratch = fs.mkdtempSync(path.join(scratchRoot, 'r-'));
+    const t = performance.now();
+    let result: ReadResult;
+    try {
+      result = threads && adapter.inProcess ? await threads.read(adapter.id, imagePath, scratch) : await adapter.read(imagePath, scratch);
+    } catch (e) {
+      result = { kind: 'crashed', message: `adapter threw: ${e instanceof Error ? e.message : String(e)}` };
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
+    add({ imageId: image.id, readerId: adapter.id, result, elapsedMs: performance.now() - t, ...judge(image, result) });
+  };
+
+  try {
+    const queue = work();
+    const lane = async (): Promise<void> => {
+      for (let next = queue.next(); !next.done; next = queue.next()) await runCell(next.value.image, next.value.k);
+    };
+    await Promise.all(Array.from({ length: parallelism }, lane));
   } finally {
+    await threads?.close();
     fs.rmSync(scratchRoot, { recursive: true, force: true });
   }
   // Keep the table order: images in manifest order, readers in adapter order.

@@ -1,6 +1,7 @@
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import { DIGEST_CHUNK_BYTES } from '../../spec-model/digest';
+import { dataExtentsOf } from '../data-extents';
 
 /**
  * Content digest v1 of bytes that arrive as a stream of unknown total length (a tool's stdout).
@@ -80,18 +81,31 @@ function foldDigest(virtualSizeBytes: number, chunks: readonly { index: number; 
   return 'v1:' + outer.digest('hex');
 }
 
-/** Digest v1 of a raw disk file (its size is the virtual size), read in 1 MiB pieces. */
+/**
+ * Digest v1 of a raw disk file (its size is the virtual size), read in 1 MiB pieces where the
+ * file has data; its holes (a tool's sparse output: qemu-img writes a 10 GiB disk as a few MiB)
+ * are zeros and are not read.
+ */
 export function digestRawFileStreamed(rawPath: string): string {
   const fd = fs.openSync(rawPath, 'r');
   try {
+    const st = fs.fstatSync(fd);
+    const extents = st.blocks * 512 >= st.size ? [{ offsetBytes: 0, lengthBytes: st.size }] : dataExtentsOf(fd, st.size).extents;
     const d = new StreamDigest();
     const buf = Buffer.alloc(DIGEST_CHUNK_BYTES);
-    for (let at = 0; ; ) {
-      const n = fs.readSync(fd, buf, 0, buf.length, at);
-      if (n === 0) break;
-      d.update(buf.subarray(0, n));
-      at += n;
+    let at = 0;
+    for (const e of extents) {
+      if (e.offsetBytes > at) d.updateZeros(e.offsetBytes - at);
+      at = e.offsetBytes;
+      const end = e.offsetBytes + e.lengthBytes;
+      while (at < end) {
+        const n = fs.readSync(fd, buf, 0, Math.min(buf.length, end - at), at);
+        if (n === 0) break;
+        d.update(buf.subarray(0, n));
+        at += n;
+      }
     }
+    if (st.size > at) d.updateZeros(st.size - at);
     return d.finish();
   } finally {
     fs.closeSync(fd);

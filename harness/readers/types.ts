@@ -22,6 +22,12 @@ export interface ReaderAdapter {
   /** One line for people. */
   readonly description: string;
   available(): Availability;
+  /**
+   * The reader is ours and works synchronously in this process (no tool of its own to wait on):
+   * the matrix runs it in a worker thread, where `builtInReader(id)` makes it again, so that it
+   * neither blocks the other readers nor waits for them.
+   */
+  readonly inProcess?: boolean;
   /** `scratchDir` is private to this call and emptied by the caller afterwards. Never throws. */
   read(imagePath: string, scratchDir: string): Promise<ReadResult>;
 }

@@ -14,14 +14,18 @@ import { ByteSource, readPadded } from '../source';
 import { Severity } from '../rules';
 import { InspectContext, hex } from './context';
 import { COLLIDES_WITH_BLOCK, COLLIDES_WITH_FIXED, COLLIDES_WITH_START, NO_COLLISION, SpaceMap } from './space';
-import { AllocatedBlock, BatSummary, DiskType, RegionEntryInfo, SectorBitmapBlock } from './types';
+import { AllocatedBlockList } from './blocks';
+import { BatSummary, DiskType, RegionEntryInfo, SectorBitmapBlock } from './types';
 
 /*
  * §2.5 BAT: BAT-1, 3..10, 12, 13, 16, 18, 21, 23..25 and, for differencing files, SB-2 and SB-3.
  *
- * The BAT is streamed in chunks and decoded as pairs of u32 (low, high) per entry, with no object
- * per entry. Runs of identical "boring" entries (state 0-3 with no offset, no reserved bits: what
- * dynamic files and qemu's images are made of) are skipped with memcmp against a template.
+ * The BAT is streamed in 4 MiB pieces and decoded in place as pairs of u32 (low, high) per entry:
+ * no object per entry or per allocated block (the blocks listed for reports go into typed arrays,
+ * overlaps are found in the unit bitmaps of SpaceMap), and a finding only for what is wrong. Runs
+ * of identical "boring" entries (state 0-3 with no offset, no reserved bits: what dynamic files
+ * and qemu's images are made of) are skipped with memcmp against a template; a FULLY_PRESENT
+ * entry with no reserved bits (what allocated blocks are made of) goes straight to placement.
  */
 
 const CHUNK_BYTES = 4 * MiB;
@@ -58,7 +62,8 @@ class ChunkReader {
   private scratch: Uint8Array | undefined;
   constructor(private readonly source: ByteSource) {}
   private buffer(length: number): Uint8Array {
-    if (!this.scratch || this.scratch.length < length) this.scratch = new Uint8Array(Math.max(length, CHUNK_BYTES));
+    // Sized by what is read (a small BAT is not worth a 4 MiB zeroed buffer); every byte is overwritten.
+    if (!this.scratch || this.scratch.length < length) this.scratch = Buffer.allocUnsafe(Math.min(Math.max(length, 64 * 1024), CHUNK_BYTES));
     return this.scratch.subarray(0, length);
   }
   read(offsetBytes: number, length: number): Uint8Array {
@@ -97,6 +102,27 @@ function template(lo: number): Buffer {
     templates[lo] = t;
   }
   return t;
+}
+
+/**
+ * How many entries of the piece `w` (its bytes: `bytes`) from local entry `li`, at most `max`,
+ * equal (lo, 0): a few compared inline, long runs with memcmp against a template.
+ */
+function sameRun(w: Uint32Array, bytes: Uint8Array, li: number, max: number, lo: number): number {
+  let r = 1;
+  while (r < max && r < INLINE_RUN && w[(li + r) * 2] === lo && w[(li + r) * 2 + 1] === 0) r++;
+  if (r < INLINE_RUN || r >= max) return r;
+  const t = template(lo);
+  while (r < max) {
+    const m = Math.min(max - r, TEMPLATE_ENTRIES);
+    const a = Buffer.from(bytes.buffer, bytes.byteOffset + (li + r) * BAT_ENTRY_SIZE_BYTES, m * BAT_ENTRY_SIZE_BYTES);
+    if (a.equals(m === TEMPLATE_ENTRIES ? t : t.subarray(0, m * BAT_ENTRY_SIZE_BYTES))) {
+      r += m;
+      continue;
+    }
+    for (let i = 0; i < m; i++, r++) if (w[(li + r) * 2] !== lo || w[(li + r) * 2 + 1] !== 0) return r;
+  }
+  return r;
 }
 
 export interface BatInputs {
@@ -141,7 +167,7 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
     allocatedPayloadBlocks: 0,
     retainedPayloadBlocks: 0,
     presentSectorBitmapBlocks: 0,
-    allocatedBlocks: [],
+    allocatedBlocks: new AllocatedBlockList(inp.allocatedBlocksCap, g.payloadBlockCount),
     truncated: false,
     sectorBitmapBlocks: [],
     sectorBitmapBlocksTruncated: false,
@@ -150,7 +176,7 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
   };
   const payloadCounts = summary.payloadStateCounts;
   const sbCounts = summary.sectorBitmapStateCounts;
-  const allocated: AllocatedBlock[] = summary.allocatedBlocks;
+  const allocated = summary.allocatedBlocks;
   const sbBlocks: SectorBitmapBlock[] = summary.sectorBitmapBlocks;
 
   // BAT-1 / BAT-3: the region holds TotalBATEntries entries.
@@ -194,41 +220,51 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
   // Positions are compared in MiB units, which stay small integers for any real file; no
   // per-entry value is a double that would have to be boxed.
   const fileSizeMB = fileSize / MIB;
+  const spaceUnits = space.units;
   let highestEndMB = 0;
   const usedBytesOf = (b: number): number => (b === PB - 1 ? VDS - b * BS : BS);
 
-  /** Places a block described by entry `index`; returns whether it is usable (inside the file, not in the header section). */
+  /**
+   * Places a block that entry `index` gives a FileOffsetMB (§2.5.1: in MiB from the start of the
+   * file); returns whether it is usable (inside the file, not in the header section, on nothing else).
+   */
   const occupy = (index: number, sectorBitmap: boolean, id: number, state: number, offMB: number, units: number, usedBytes: number, eofRule: string): boolean => {
-    if (offMB === 0) {
-      if (listing('BAT-5')) say('BAT-5', index, `${describeBlock(sectorBitmap, id, state)} has FileOffsetMB 0: the block would lie in the header section`);
-      return false;
-    }
     let usable = true;
-    if (offMB + usedBytes / MIB > fileSizeMB) {
-      if (listing(eofRule)) say(eofRule, index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)} ends at ${hex(offMB * MIB + usedBytes)}, past the end of the file (${fileSize} bytes)`);
-      usable = false;
-    } else if (offMB + units > fileSizeMB) {
-      if (listing('LAY-4', 'warning')) say('LAY-4', index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)}: the part past the virtual disk's end runs past the end of the file`, 'warning');
+    // usedBytes <= units MiB: a block whose units all lie inside the file has no problem here.
+    if (offMB === 0 || offMB + units > fileSizeMB) {
+      if (offMB === 0) {
+        if (listing('BAT-5')) say('BAT-5', index, `${describeBlock(sectorBitmap, id, state)} has FileOffsetMB 0: the block would lie in the header section`);
+        return false;
+      }
+      if (offMB + usedBytes / MIB > fileSizeMB) {
+        if (listing(eofRule)) say(eofRule, index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)} ends at ${hex(offMB * MIB + usedBytes)}, past the end of the file (${fileSize} bytes)`);
+        usable = false;
+      } else if (listing('LAY-4', 'warning')) say('LAY-4', index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)}: the part past the virtual disk's end runs past the end of the file`, 'warning');
     }
     if (usable && offMB + units > highestEndMB) highestEndMB = offMB + units;
-    if (offMB >= space.units) return usable;
+    if (offMB >= spaceUnits) return usable;
     const c = space.markBlock(offMB, units);
-    if (c !== NO_COLLISION) {
-      const u = space.collisionUnit;
-      if (c === COLLIDES_WITH_FIXED) {
-        if (u >= logStartUnit && u < logEndUnit) {
-          if (listing('HDR-10')) say('HDR-10', index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)} overlaps the log`);
-        } else if (listing('RGN-9')) say('RGN-9', index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)} overlaps a region (at ${hex(u * MIB)})`);
-      } else if (c === COLLIDES_WITH_START) {
-        if (listing('BAT-6')) say('BAT-6', index, `${describeBlock(sectorBitmap, id, state)} has FileOffsetMB ${offMB}, which an earlier entry already uses`);
-      } else if (c === COLLIDES_WITH_BLOCK) {
-        if (listing('BAT-5')) say('BAT-5', index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)} overlaps another block (at ${hex(u * MIB)})`);
-      }
-      usable = false;
-    }
-    return usable;
+    if (c === NO_COLLISION) return usable;
+    reportCollision(index, sectorBitmap, id, state, offMB, c);
+    return false;
   };
 
+  /** BAT-5 / BAT-6 / RGN-9 / HDR-10: what the block at `offMB` landed on. */
+  const reportCollision = (index: number, sectorBitmap: boolean, id: number, state: number, offMB: number, c: number): void => {
+    const u = space.collisionUnit;
+    if (c === COLLIDES_WITH_FIXED) {
+      if (u >= logStartUnit && u < logEndUnit) {
+        if (listing('HDR-10')) say('HDR-10', index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)} overlaps the log`);
+      } else if (listing('RGN-9')) say('RGN-9', index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)} overlaps a region (at ${hex(u * MIB)})`);
+    } else if (c === COLLIDES_WITH_START) {
+      if (listing('BAT-6')) say('BAT-6', index, `${describeBlock(sectorBitmap, id, state)} has FileOffsetMB ${offMB}, which an earlier entry already uses`);
+    } else if (c === COLLIDES_WITH_BLOCK) {
+      if (listing('BAT-5')) say('BAT-5', index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)} overlaps another block (at ${hex(u * MIB)})`);
+    }
+  };
+
+  let allocatedCount = 0;
+  let truncated = false;
   // Differencing: PARTIALLY_PRESENT blocks of the chunk whose SB entry is still ahead.
   let partialChunk = -1;
   const partialBlocks: number[] = [];
@@ -286,11 +322,11 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
     if (set && listing('SB-2', 'warning')) say('SB-2', sbIndex, `the sector bitmap of the last chunk has bits set for sectors past the end of the virtual disk (sector ${sectorsInDisk} on)`, 'warning');
   };
 
+  /** A FULLY_PRESENT or PARTIALLY_PRESENT block: its data area is at FileOffsetMB (§2.5.1). */
   const present = (index: number, b: number, state: number, offMB: number): void => {
-    summary.allocatedPayloadBlocks++;
+    allocatedCount++;
     occupy(index, false, b, state, offMB, blockUnits, usedBytesOf(b), 'BAT-23');
-    if (allocated.length < cap) allocated.push({ blockIndex: b, batIndex: index, state, fileOffsetBytes: offMB * MIB });
-    else summary.truncated = true;
+    if (!allocated.push(b, index, state, offMB)) truncated = true;
   };
 
   const payloadEntry = (index: number, b: number, state: number, reserved: number, offMB: number): void => {
@@ -369,6 +405,45 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
     if (listing('BAT-24', 'warning')) say('BAT-24', index, `${where} holds ${hex(hi * 2 ** 32 + lo)}; entries there describe nothing and should be zero`, 'warning');
   };
 
+  /**
+   * The payload entries [start, segEnd) of one chunk, blocks b0 on, in the piece `w` that starts
+   * at entry e0 (§2.5.1 per entry). A function of its own: it is where a large BAT spends its time,
+   * and a small function is optimized early, where a loop inside this whole one waits for it.
+   */
+  const scanPayloads = (w: Uint32Array, bytes: Uint8Array, e0: number, start: number, segEnd: number, b0: number): void => {
+    let index = start;
+    while (index < segEnd) {
+      const li = index - e0;
+      const lo = w[li * 2];
+      const hi = w[li * 2 + 1];
+      if (hi === 0 && lo < 4) {
+        const run = sameRun(w, bytes, li, segEnd - index, lo);
+        payloadCounts[lo] += run;
+        if (fixed) {
+          notFullInFixed += run;
+          if (firstNotFullInFixed < 0) firstNotFullInFixed = index;
+        }
+        index += run;
+        continue;
+      }
+      const offMB = (lo >>> 20) + hi * 4096;
+      if ((lo & 0xfffff) === FULLY_PRESENT) {
+        // State 6, no reserved bits: what allocated blocks are made of. One inside the file, on
+        // free space, has nothing to report (BAT-5, BAT-6, BAT-23, RGN-9, HDR-10): it is counted,
+        // listed and placed here; any other goes through present() and the rules.
+        const b = b0 + (index - start);
+        const endMB = offMB + blockUnits;
+        payloadCounts[FULLY_PRESENT]++;
+        if (offMB !== 0 && endMB <= fileSizeMB && endMB <= spaceUnits && space.claimFree(offMB, blockUnits)) {
+          allocatedCount++;
+          if (endMB > highestEndMB) highestEndMB = endMB;
+          if (!allocated.push(b, index, FULLY_PRESENT, offMB)) truncated = true;
+        } else present(index, b, FULLY_PRESENT, offMB);
+      } else payloadEntry(index, b0 + (index - start), lo & 7, (lo >>> 3) & 0x1ffff, offMB);
+      index++;
+    }
+  };
+
   const reader = new ChunkReader(view);
   for (let e0 = 0; e0 < examineEnd; e0 += CHUNK_ENTRIES) {
     const n = Math.min(CHUNK_ENTRIES, examineEnd - e0);
@@ -376,30 +451,12 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
     const w = new Uint32Array(bytes.buffer, bytes.byteOffset, n * 2);
     const gEnd = e0 + n;
 
-    /** How many entries from local entry `li`, at most `max`, equal (lo, 0). */
-    const sameRun = (li: number, max: number, lo: number): number => {
-      let r = 1;
-      while (r < max && r < INLINE_RUN && w[(li + r) * 2] === lo && w[(li + r) * 2 + 1] === 0) r++;
-      if (r < INLINE_RUN || r >= max) return r;
-      const t = template(lo);
-      while (r < max) {
-        const m = Math.min(max - r, TEMPLATE_ENTRIES);
-        const a = Buffer.from(bytes.buffer, bytes.byteOffset + (li + r) * BAT_ENTRY_SIZE_BYTES, m * BAT_ENTRY_SIZE_BYTES);
-        if (a.equals(m === TEMPLATE_ENTRIES ? t : t.subarray(0, m * BAT_ENTRY_SIZE_BYTES))) {
-          r += m;
-          continue;
-        }
-        for (let i = 0; i < m; i++, r++) if (w[(li + r) * 2] !== lo || w[(li + r) * 2 + 1] !== 0) return r;
-      }
-      return r;
-    };
-
     let index = e0;
     while (index < gEnd) {
       if (index >= total) {
         // Entries past TotalBATEntries (BAT-24).
         const li = index - e0;
-        const run = w[li * 2] === 0 && w[li * 2 + 1] === 0 ? sameRun(li, gEnd - index, 0) : 0;
+        const run = w[li * 2] === 0 && w[li * 2 + 1] === 0 ? sameRun(w, bytes, li, gEnd - index, 0) : 0;
         index += run;
         if (index < gEnd) {
           const l = (index - e0) * 2;
@@ -423,7 +480,7 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
         // Payload slots of a differencing file's last chunk past the last block (BAT-24).
         while (index < segEnd) {
           const li = index - e0;
-          const run = w[li * 2] === 0 && w[li * 2 + 1] === 0 ? sameRun(li, segEnd - index, 0) : 0;
+          const run = w[li * 2] === 0 && w[li * 2 + 1] === 0 ? sameRun(w, bytes, li, segEnd - index, 0) : 0;
           index += run;
           if (index < segEnd) {
             nonZeroBeyond(index, w[(index - e0) * 2], w[(index - e0) * 2 + 1], `the payload slot of block ${chunk * CR + (index - chunk * period)}, past the last block,`);
@@ -433,24 +490,8 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
         continue;
       }
       segEnd = Math.min(segEnd, index + (PB - b0));
-      const segStart = index;
-      while (index < segEnd) {
-        const li = index - e0;
-        const lo = w[li * 2];
-        const hi = w[li * 2 + 1];
-        if (hi === 0 && lo < 4) {
-          const run = sameRun(li, segEnd - index, lo);
-          payloadCounts[lo] += run;
-          if (fixed) {
-            notFullInFixed += run;
-            if (firstNotFullInFixed < 0) firstNotFullInFixed = index;
-          }
-          index += run;
-          continue;
-        }
-        payloadEntry(index, b0 + (index - segStart), lo & 7, (lo >>> 3) & 0x1ffff, (lo >>> 20) + hi * 4096);
-        index++;
-      }
+      scanPayloads(w, bytes, e0, index, segEnd, b0);
+      index = segEnd;
     }
     summary.entriesExamined += n;
   }
@@ -459,6 +500,8 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
     ctx.add('BAT-13', `chunk ${partialChunk} has PARTIALLY_PRESENT block(s) (first: ${partialBlocks[0]}) but the BAT ends before its sector bitmap entry`, region.entryOffsetBytes);
   }
   summary.highestAllocatedEndBytes = highestEndMB * MIB;
+  summary.allocatedPayloadBlocks = allocatedCount;
+  summary.truncated = truncated;
   if (sbSkipped > 0) {
     ctx.add('SB-3', `${sbSkipped} sector bitmap check(s) skipped: more than ${SECTOR_BITMAP_READ_BUDGET_BYTES / MiB} MiB of sector bitmaps would have to be read`, region.entryOffsetBytes, 'info');
   }

@@ -21,6 +21,7 @@ import { FixedObject, HEADER_SECTION_OBJECT, SpaceMap, placeFixedObjects } from 
 import { BatSummary, DiskType, InspectOptions, InspectResult, ParentLocatorInfo, VerdictSummary } from './types';
 
 export * from './types';
+export { AllocatedBlockList } from './blocks';
 
 const DEFAULT_ALLOCATED_BLOCKS_CAP = 100_000;
 

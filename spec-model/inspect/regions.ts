@@ -105,8 +105,10 @@ export function inspectRegionTables(view: ByteSource, ctx: InspectContext): Regi
     ctx.add('RGN-4', `region table copy ${t.copy} Reserved field is ${hex(t.header.Reserved)}, must be 0`, base + REGION_TABLE_HEADER.offsetOf('Reserved'));
   }
   const tableEnd = REGION_TABLE_HEADER.sizeBytes + Math.min(t.header.EntryCount, REGION_TABLE_MAX_ENTRIES) * REGION_TABLE_ENTRY.sizeBytes;
-  for (let i = tableEnd; i < REGION_TABLE_SIZE_BYTES; i++) {
-    if (use.bytes[i] !== 0) {
+  const tableBytes = use.bytes;
+  const tableSize: number = REGION_TABLE_SIZE_BYTES; // a local: the re-exported constant is a getter call per read
+  for (let i = tableEnd; i < tableSize; i++) {
+    if (tableBytes[i] !== 0) {
       ctx.add('RGN-14', `region table copy ${t.copy} has nonzero bytes after its last entry (first at table offset ${hex(i)}); allowed, they are covered by the checksum`, base + i);
       break;
     }

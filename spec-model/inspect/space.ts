@@ -42,6 +42,18 @@ export class SpaceMap {
     }
   }
 
+  /**
+   * Marks [startUnit, startUnit + unitCount), all inside the map, when every unit is free, and
+   * says so; changes nothing otherwise (the caller then places the block with markBlock).
+   */
+  claimFree(startUnit: number, unitCount: number): boolean {
+    const end = startUnit + unitCount;
+    for (let u = startUnit; u < end; u++) if ((this.occupied[u >>> 3] & (1 << (u & 7))) !== 0) return false;
+    for (let u = startUnit; u < end; u++) this.occupied[u >>> 3] |= 1 << (u & 7);
+    this.starts[startUnit >>> 3] |= 1 << (startUnit & 7);
+    return true;
+  }
+
   /** Marks the units of a block that lie inside the file; reports the first collision. */
   markBlock(startUnit: number, unitCount: number): number {
     const end = Math.min(startUnit + unitCount, this.units);

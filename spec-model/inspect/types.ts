@@ -1,5 +1,6 @@
 import { Geometry, Header, MetadataTableHeader, RegionTableHeader } from '../format';
 import { Finding } from '../rules';
+import type { AllocatedBlockList } from './blocks';
 
 /*
  * What `inspect` hands back: the findings and every structure it decoded, for `vhdx-conform info`
@@ -190,8 +191,8 @@ export interface BatSummary {
   /** UNDEFINED / UNMAPPED blocks that keep a nonzero FileOffsetMB (they occupy space). */
   retainedPayloadBlocks: number;
   presentSectorBitmapBlocks: number;
-  /** Allocated payload blocks in BAT order, at most `allocatedBlocksCap` of them. */
-  allocatedBlocks: AllocatedBlock[];
+  /** Allocated payload blocks in BAT order, at most `allocatedBlocksCap` of them (iterable; JSON: an array of AllocatedBlock). */
+  allocatedBlocks: AllocatedBlockList;
   /** More blocks were allocated than `allocatedBlocks` lists. */
   truncated: boolean;
   sectorBitmapBlocks: SectorBitmapBlock[];
