@@ -24,7 +24,7 @@ export interface WriterReport {
   readonly notRun: string[];
   readonly comparison: KnownComparison;
   readonly counterexamples: string[];
-  /** No unexpected finding, no known finding missing, no tool failure. */
+  /** No unexpected finding, no known finding missing, no tool failure, nothing untraceable. */
   readonly ok: boolean;
   readonly elapsedMs: number;
 }
@@ -71,7 +71,7 @@ export async function runWriterCampaign(adapter: WriterAdapter, scenarios: reado
     };
     counterexamples.push(writeCounterexample(c, o.counterexampleDir ?? counterexampleDir()));
   }
-  const failedTools = outcomes.filter((x) => x.status === 'tool-failed');
+  const failedTools = outcomes.filter((x) => x.status === 'tool-failed' || x.status === 'untraceable');
   return {
     writer: adapter.id,
     description: adapter.description,
@@ -91,6 +91,7 @@ export async function runWriterCampaign(adapter: WriterAdapter, scenarios: reado
 function verdictOf(x: ScenarioOutcome, r: WriterReport): string {
   if (x.status === 'unsupported') return 'not applicable';
   if (x.status === 'tool-failed') return 'TOOL FAILED';
+  if (x.status === 'untraceable') return 'NOT TRACEABLE';
   const unexpected = r.comparison.unexpected.filter((f) => f.scenario === x.scenario).length;
   if (unexpected) return `${unexpected} NEW FINDING${unexpected > 1 ? 'S' : ''}`;
   return x.result!.findings.length ? 'known findings only' : 'ok';
