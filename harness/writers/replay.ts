@@ -16,9 +16,9 @@ export function isWriterCounterexample(c: Counterexample): boolean {
 export function writerAdapterById(id: string, o: { trace?: boolean } = {}): WriterAdapter {
   if (id === 'qemu') return qemuWriter;
   const m = /^(cmd|session):(['"]?)(.*)\2$/.exec(id);
-  if (m?.[1] === 'cmd') return commandWriter(m[3]);
+  if (m?.[1] === 'cmd') return commandWriter(m[3], { trace: o.trace });
   if (m?.[1] === 'session') return sessionWriter(m[3], { trace: o.trace });
-  throw new VhdxUsageError('--adapter', `unknown writer ${JSON.stringify(id)} (qemu, session:'TOOL ARGS {vhdx} {ops}' or cmd:'TOOL ARGS {raw} {vhdx}')`);
+  throw new VhdxUsageError('--adapter', `unknown writer ${JSON.stringify(id)} (qemu, session:'TOOL ARGS {vhdx} {ops}' or cmd:'TOOL ARGS {raw} {vhdx}' / cmd:'TOOL ARGS {vhdx}')`);
 }
 
 /** Reruns a writer counterexample against the same adapter; prints every finding. */

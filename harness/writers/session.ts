@@ -10,7 +10,7 @@ import { DEFAULT_TOOL_TIMEOUT_MS } from '../readers/spawn';
 import { minCutOf, writeCrashState } from './crash-state';
 import { MAX_REPLY_LINE_BYTES, Op, opOf, opsFileText, parseReply } from './ops';
 import { Scenario } from './scenarios';
-import { SyscallCapture, UntraceableError, eventsBeforeStdoutByte, parseSyscallTrace, straceAvailable } from './syscall-trace';
+import { SyscallCapture, eventsBeforeStdoutByte, parseSyscallTrace, requireFaithfulCapture, straceAvailable } from './syscall-trace';
 import { ToolProcess } from './tool-process';
 import { Availability, CapturedSession, WriterAdapter, WriterRun, WriterToolError, WriterUnsupportedError } from './types';
 
@@ -102,7 +102,7 @@ export function sessionWriter(template: string, o: SessionWriterOptions = {}): W
         }
         if (!traceFile) continue;
         const capture = parseSyscallTrace(traceFile, { imagePath, startSizeBytes: startImage.length, cwd: process.cwd(), stdoutBytes: proc.stdoutBytes });
-        requireFaithful(capture, startImage, imagePath, traceFile);
+        requireFaithfulCapture(capture, startImage, imagePath, traceFile);
         // The answer to operation k (line k; line 0 is the greeting) says when it had returned.
         const ends = ops.map((op, k) => (op.type === 'crash' ? capture.events.length : eventsBeforeStdoutByte(capture.stdout, proc.lineEndBytes[k + 1])));
         for (const x of capture.notes) notes.add(x);
@@ -151,32 +151,6 @@ async function answers(proc: ToolProcess, ops: readonly Op[], tool: string, scen
       if (!r.bytes || r.bytes.length !== op.lengthBytes) throw new WriterToolError(tool, `${where}: the read of operation ${k + 1} answered ${r.bytes?.length ?? 0} bytes, not ${op.lengthBytes}`);
       onRead(k, r.bytes);
     } else if (r.bytes) throw new WriterToolError(tool, `${where}: operation ${k + 1} (${op.type}) answered data`);
-  }
-}
-
-/**
- * The start image with every captured event applied must be the file the tool left; otherwise it
- * changed the file in a way the trace does not show (a mapping, a ring, another process).
- */
-function requireFaithful(capture: SyscallCapture, start: Uint8Array, imagePath: string, traceFile: string): void {
-  const replayed = new CrashLog(start, capture.events).prefixState(capture.events.length).image;
-  const real = fs.existsSync(imagePath) ? fs.statSync(imagePath).size : 0;
-  if (replayed.sizeBytes !== real) throw new UntraceableError(`${traceFile}: the traced calls leave ${imagePath} ${replayed.sizeBytes} bytes long, the tool left ${real}: it changed the file in a way the trace does not show`);
-  if (real === 0) return;
-  const fd = fs.openSync(imagePath, 'r');
-  try {
-    const chunk = Buffer.alloc(Math.min(real, 4 << 20));
-    for (let at = 0; at < real; at += chunk.length) {
-      const n = fs.readSync(fd, chunk, 0, Math.min(chunk.length, real - at), at);
-      const want = Buffer.from(replayed.read(at, n));
-      if (!want.equals(chunk.subarray(0, n))) {
-        let i = 0;
-        while (want[i] === chunk[i]) i++;
-        throw new UntraceableError(`${traceFile}: ${imagePath} differs at byte 0x${(at + i).toString(16)} from what the traced calls wrote: the tool changed the file in a way the trace does not show`);
-      }
-    }
-  } finally {
-    fs.closeSync(fd);
   }
 }
 

@@ -2,6 +2,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { GiB } from '../../spec-model/format';
+import { CrashLog } from '../crash';
 import type { DeviceEvent } from '../events';
 import { Availability, WriterToolError } from './types';
 
@@ -810,4 +811,30 @@ export function parseSyscallTrace(traceFile: string, o: SyscallTraceOptions): Sy
     }
   }
   return { events, stdout, notes: [...notes].map(([what, n]) => `${n} ${what}`), stats };
+}
+
+/**
+ * The start image with every captured event applied must be the file the tool left; otherwise it
+ * changed the file in a way the trace does not show (a mapping, a ring, another process).
+ */
+export function requireFaithfulCapture(capture: SyscallCapture, start: Uint8Array, imagePath: string, traceFile: string): void {
+  const replayed = new CrashLog(start, capture.events).prefixState(capture.events.length).image;
+  const real = fs.existsSync(imagePath) ? fs.statSync(imagePath).size : 0;
+  if (replayed.sizeBytes !== real) throw new UntraceableError(`${traceFile}: the traced calls leave ${imagePath} ${replayed.sizeBytes} bytes long, the tool left ${real}: it changed the file in a way the trace does not show`);
+  if (real === 0) return;
+  const fd = fs.openSync(imagePath, 'r');
+  try {
+    const chunk = Buffer.alloc(Math.min(real, 4 << 20));
+    for (let at = 0; at < real; at += chunk.length) {
+      const n = fs.readSync(fd, chunk, 0, Math.min(chunk.length, real - at), at);
+      const want = Buffer.from(replayed.read(at, n));
+      if (!want.equals(chunk.subarray(0, n))) {
+        let i = 0;
+        while (want[i] === chunk[i]) i++;
+        throw new UntraceableError(`${traceFile}: ${imagePath} differs at byte 0x${(at + i).toString(16)} from what the traced calls wrote: the tool changed the file in a way the trace does not show`);
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
 }

@@ -50,6 +50,8 @@ export interface CapturedSession {
   readonly endedBy: 'close' | 'crash';
   /** Odd things the capture saw (FUA writes recorded as write + flush, discards of the file). */
   readonly notes: readonly string[];
+  /** A second capture of the same run from its system calls (qemu under strace: the cross-check). */
+  readonly traced?: { readonly events: readonly DeviceEvent[]; readonly ends: readonly number[]; readonly notes: readonly string[] };
 }
 
 /**
@@ -77,6 +79,8 @@ export interface WriterRun {
   readonly notes: readonly string[];
   /** Content digest v1 the image must have, when the adapter knows it exactly (a converter's input). */
   readonly expectedDigest?: string;
+  /** An in-place tool's result: what it should hold is the tool's business, so FINAL checks conformance only. */
+  readonly inPlace?: boolean;
   /** A converter's or in-place tool's run, captured (its crash states are judged by the rule of its kind). */
   readonly toolRun?: CapturedToolRun;
 }
