@@ -119,15 +119,8 @@ export class ToolProcess {
 
   /** SIGKILL to the tool and everything it started, deepest first (a parent killed first could let a child close cleanly); strace is spared. */
   async crash(): Promise<void> {
-    const root = this.o.traceFile ? childrenOf(this.child.pid!) : [this.child.pid!];
-    const victims = root.flatMap((pid) => treeOf(pid)).reverse();
-    for (const pid of victims) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    if (this.o.traceFile) killDescendants(this.child.pid!);
+    else killTree([this.child.pid!]);
     await this.exited;
   }
 
@@ -137,6 +130,21 @@ export class ToolProcess {
       process.kill(-this.child.pid!, 'SIGKILL');
     } catch {
       this.child.kill('SIGKILL');
+    }
+  }
+}
+
+/** SIGKILL to every descendant of `pid` (not `pid` itself: strace, spared to finish its trace), deepest first. */
+export function killDescendants(pid: number): void {
+  killTree(childrenOf(pid));
+}
+
+function killTree(roots: number[]): void {
+  for (const pid of roots.flatMap((r) => treeOf(r)).reverse()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
     }
   }
 }
