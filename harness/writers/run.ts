@@ -48,6 +48,7 @@ export async function runWriterScenario(adapter: WriterAdapter, s: Scenario, o: 
  * a finding no known one explains appears.
  */
 export interface KnownFinding {
+  /** The adapter id ('qemu', "cmd:'...'"), or 'session' for any session-protocol tool whose greeting starts with `version`. */
   readonly writer: string;
   /** The version prefix the finding was seen in ("qemu-img version 7.2"). */
   readonly version: string;
@@ -89,7 +90,9 @@ const sameKind = (k: KnownFinding, f: WriterFinding): boolean => k.property === 
 
 /** Compares the findings of a run with the known ones of this writer and version. */
 export function compareWithKnown(outcomes: readonly ScenarioOutcome[], known: readonly KnownFinding[], writer: string, version: string, crashChecked: boolean): KnownComparison {
-  const mine = known.filter((k) => k.writer === writer && version.startsWith(k.version));
+  // A session tool is known by the writer its greeting names, whatever shim drives it.
+  const family = writer.startsWith('session:') ? 'session' : writer;
+  const mine = known.filter((k) => (k.writer === writer || k.writer === family) && version.startsWith(k.version));
   const unexpected: KnownComparison['unexpected'] = [];
   const seen = new Set<KnownFinding>();
   for (const x of outcomes) {
