@@ -187,7 +187,10 @@ function probe(tool: string, argvFor: (image: string, ops: string) => string[], 
     const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: Math.min(timeoutMs, 30_000) });
     if (r.error) return { ok: false, reason: `${tool} could not be started: ${r.error.message}` };
     const first = r.stdout.split('\n')[0] ?? '';
-    if (r.status !== 0) return { ok: false, reason: `${argv.join(' ')} on an empty operations file exited with status ${r.status}: ${(r.stderr || first).trim().split('\n').slice(-2).join(' | ')}` };
+    if (r.status !== 0) {
+      const why = (r.stderr || first).split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(0, 2).join(' | ');
+      return { ok: false, reason: `${argv.join(' ')} on an empty operations file exited with status ${r.status}: ${why || '(no message)'}` };
+    }
     let hello;
     try {
       hello = parseReply(first, tool);

@@ -293,6 +293,9 @@ export function parseSyscallTrace(traceFile: string, o: SyscallTraceOptions): Sy
   let rootPid: number | undefined;
   let stdoutPipe: string | undefined;
   const pipeWrites: { key: number; seq: number; pipe: string; bytes: number }[] = [];
+  // A tool killed at a crash may die at the exit of its last answer's write: strace prints no
+  // return (or '?'), but the harness read the bytes. Such writes count when they make up exactly the rest.
+  const unreturned: typeof pipeWrites = [];
   let dump: Dump | undefined;
 
   const untraceable = (c: Call, why: string): never => {
@@ -507,9 +510,10 @@ export function parseSyscallTrace(traceFile: string, o: SyscallTraceOptions): Sy
       case 'write':
       case 'writev': {
         const { path: at } = fdOf(a[0]);
-        if (at !== undefined && (at.startsWith('pipe:') || at.startsWith('socket:')) && num(c.ret) > 0) {
+        if (at !== undefined && (at.startsWith('pipe:') || at.startsWith('socket:'))) {
           if (c.pid === rootPid && fdOf(a[0]).fd === 1) stdoutPipe ??= at;
-          pipeWrites.push({ key: c.entryKey, seq: seq++, pipe: at, bytes: num(c.ret) });
+          if (num(c.ret) > 0) pipeWrites.push({ key: c.entryKey, seq: seq++, pipe: at, bytes: num(c.ret) });
+          else if (c.ret === '?' && c.name === 'write') unreturned.push({ key: c.entryKey, seq: seq++, pipe: at, bytes: num(a[2]) });
         }
         imageWrite(c, p, a[0], 'position', 0);
         return;
@@ -746,7 +750,7 @@ export function parseSyscallTrace(traceFile: string, o: SyscallTraceOptions): Sy
     }
     const { args, end } = splitArgs(text, 0);
     if (end < 0) throw new WriterToolError('strace', `${traceFile}:${lineNo}: ${name}: unterminated arguments`);
-    const r = /^\s*=\s*(\?|-?\d+|0x[0-9a-f]+)(<[^>]*>)?(.*)$/.exec(text.slice(end));
+    const r = /^\s*=\s*(\?|0x[0-9a-f]+|-?\d+)(<[^>]*>)?(.*)$/.exec(text.slice(end));
     if (!r) throw new WriterToolError('strace', `${traceFile}:${lineNo}: ${name}: no return value`);
     handle({ pid, name, args, ret: r[1] + (r[2] ?? ''), retRest: r[3], entryKey, exitKey: lineNo, line: entryLine });
   };
@@ -785,6 +789,12 @@ export function parseSyscallTrace(traceFile: string, o: SyscallTraceOptions): Sy
   } finally {
     fs.closeSync(fd);
   }
+  for (const p of pending.values()) {
+    if (p.name !== 'write') continue;
+    const { args } = splitArgs(p.text + ')', 0);
+    const at = fdOf(args[0]).path;
+    if (at !== undefined && (at.startsWith('pipe:') || at.startsWith('socket:'))) unreturned.push({ key: p.entryKey, seq: seq++, pipe: at, bytes: num(args[2]) });
+  }
   for (const [pid, p] of pending) {
     if (WRITE_CALLS.includes(p.name) && unhex(/^(-?\d+)<(.*?)>/.exec(p.text)?.[2] ?? '') === image) {
       throw new UntraceableError(`${traceFile}:${p.line}: process ${pid} never returned from a ${p.name} to ${image}: how much of it landed is unknown`);
@@ -798,6 +808,8 @@ export function parseSyscallTrace(traceFile: string, o: SyscallTraceOptions): Sy
     const match = [...totals].filter(([, n]) => n === o.stdoutBytes);
     if (match.length === 1) stdoutPipe = match[0][0];
   }
+  const total = (ws: typeof pipeWrites) => ws.filter((w) => w.pipe === stdoutPipe).reduce((n, w) => n + w.bytes, 0);
+  if (o.stdoutBytes !== undefined && unreturned.length && total(pipeWrites) + total(unreturned) === o.stdoutBytes) pipeWrites.push(...unreturned);
   let outBytes = 0;
   for (const w of pipeWrites) if (w.pipe === stdoutPipe) items.push({ key: w.key, seq: w.seq, stdoutBytes: w.bytes });
   items.sort((x, y) => x.key - y.key || x.seq - y.seq);
