@@ -354,7 +354,7 @@ function inPlaceJudge(start: Uint8Array, log: CrashLog): (image: CowImage, add: 
   };
 }
 
-/** Every cut point's prefix state, the same with its last write torn in half, and sampled subsets with tears (from `minCut` on). */
+/** Every cut point's prefix state, its last write landed alone, the same torn in half, and sampled subsets with tears. */
 function forEachCrashState(log: CrashLog, salt: number, o: WriterCheckOptions, stats: WriterCheckResult['stats'], judge: (state: CrashState, what: string) => void): void {
   const checkState = (state: CrashState, what: string): void => {
     if (o.deadline !== undefined && Date.now() > o.deadline) {
@@ -367,6 +367,8 @@ function forEachCrashState(log: CrashLog, salt: number, o: WriterCheckOptions, s
   const events = log.events;
   for (let k = 0; k <= events.length; k++) {
     checkState(log.prefixState(k), `after device event ${k}`);
+    const alone = log.lastWriteAlone(k);
+    if (alone) checkState(alone, `with device event ${k - 1} landed alone`);
     const lastEvent = events[k - 1];
     const pieces = lastEvent?.type === 'write' ? tearPieces(lastEvent.offsetBytes, lastEvent.bytes.length) : 0;
     if (pieces > 1 && k - 1 > log.lastFlushIndex(k)) {
