@@ -4,6 +4,7 @@ import { commandWriter } from './cmd';
 import { qemuWriter } from './qemu';
 import { runWriterScenario } from './run';
 import { sessionWriter } from './session';
+import { splitTemplate } from '../readers/adapters';
 import { validateScenario, SCENARIO_SCHEMA } from './scenarios';
 import { WriterAdapter } from './types';
 import { VhdxUsageError } from '../../spec-model/format/errors';
@@ -15,9 +16,13 @@ export function isWriterCounterexample(c: Counterexample): boolean {
 /** `trace`: capture device events (--crash) where the adapter needs a system-call trace for them (session:, cmd:). */
 export function writerAdapterById(id: string, o: { trace?: boolean } = {}): WriterAdapter {
   if (id === 'qemu') return qemuWriter;
-  const m = /^(cmd|session):(['"]?)(.*)\2$/.exec(id);
-  if (m?.[1] === 'cmd') return commandWriter(m[3], { trace: o.trace });
-  if (m?.[1] === 'session') return sessionWriter(m[3], { trace: o.trace });
+  const m = /^(cmd|session):(.*)$/s.exec(id);
+  if (m) {
+    // cmd:'TOOL ARGS' as one quoted word: its inside is the template; otherwise the words as given.
+    const words = splitTemplate(m[2]);
+    const template = words.length === 1 && /^(['"]).*\1$/s.test(m[2].trim()) ? words[0] : m[2];
+    return m[1] === 'cmd' ? commandWriter(template, { trace: o.trace }) : sessionWriter(template, { trace: o.trace });
+  }
   throw new VhdxUsageError('--adapter', `unknown writer ${JSON.stringify(id)} (qemu, session:'TOOL ARGS {vhdx} {ops}' or cmd:'TOOL ARGS {raw} {vhdx}' / cmd:'TOOL ARGS {vhdx}')`);
 }
 
