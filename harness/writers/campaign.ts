@@ -1,3 +1,4 @@
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { VhdxUsageError } from '../../spec-model/format/errors';
@@ -169,7 +170,9 @@ ${r.notRun.map((id) => `<tr data-verdict="not run"><td>${xmlEscape(id)}</td><td>
 
 export function writeWriterReports(r: WriterReport, dir: string, toolVersion: string): string[] {
   fs.mkdirSync(dir, { recursive: true });
-  const safe = r.writer.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 40);
+  // Long ids (session:'…', cmd:'…') keep a digest of the whole id, so two shims' reports do not overwrite each other.
+  const plain = r.writer.replace(/[^A-Za-z0-9_.-]+/g, '_');
+  const safe = plain.length <= 40 ? plain : `${plain.slice(0, 31)}-${crypto.createHash('sha256').update(r.writer).digest('hex').slice(0, 8)}`;
   const files = [`writer-${safe}.json`, `writer-${safe}.junit.xml`, `writer-${safe}.html`].map((f) => path.join(dir, f));
   fs.writeFileSync(files[0], writerJson(r, toolVersion));
   fs.writeFileSync(files[1], writerJUnit(r));

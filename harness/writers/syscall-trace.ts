@@ -375,11 +375,10 @@ export function parseSyscallTrace(traceFile: string, o: SyscallTraceOptions): Sy
   const openedImage = (c: Call, p: Proc, flags: number): void => {
     const { fd, path: at } = fdOf(c.ret);
     if (!(fd >= 0)) return;
-    if (at !== image) {
-      p.table.map.delete(fd);
+    if (at !== image || flags & O.PATH) {
+      p.table.map.delete(fd); // another file, or a path-only descriptor (no I/O through it)
       return;
     }
-    if (flags & O.PATH) return p.table.map.delete(fd) as unknown as void;
     p.table.map.set(fd, { ofd: { known: true, posBytes: 0, append: !!(flags & O.APPEND), sync: !!(flags & (O.DSYNC | O.SYNC)) }, cloexec: !!(flags & O.CLOEXEC) });
     if (flags & O.DIRECT) note('O_DIRECT opens of the image (no durability of their own: only fsync/fdatasync flush)');
     if (flags & O.TRUNC && (flags & O.ACCMODE) !== 0) setSize(c, 0);

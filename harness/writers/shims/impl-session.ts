@@ -36,8 +36,10 @@ class NoFlushDevice implements BlockDevice {
   }
 }
 
+/** One answer line on standard output, whole (a write to a pipe may take part of it). */
 function say(line: string): void {
-  fs.writeSync(1, line + '\n');
+  const bytes = Buffer.from(line + '\n');
+  for (let done = 0; done < bytes.length; ) done += fs.writeSync(1, bytes, done);
 }
 
 function main(argv: string[]): number {

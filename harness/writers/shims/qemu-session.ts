@@ -12,8 +12,10 @@ import { toolVersion } from '../../tools';
 import { Op, OPS_VERSION_LINE, parseOpsFile } from '../ops';
 import { QemuIoSession, commandFor, parseQemuIoDump } from '../qemu';
 
+/** One answer line on standard output, whole (a write to a pipe may take part of it). */
 function say(line: string): void {
-  fs.writeSync(1, line + '\n');
+  const bytes = Buffer.from(line + '\n');
+  for (let done = 0; done < bytes.length; ) done += fs.writeSync(1, bytes, done);
 }
 
 async function main(argv: string[]): Promise<number> {
