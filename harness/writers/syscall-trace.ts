@@ -69,7 +69,14 @@ export function straceArgv(traceFile: string): string[] {
 const O = { ACCMODE: 0x3, CREAT: 0x40, TRUNC: 0x200, APPEND: 0x400, DSYNC: 0x1000, SYNC: 0x100000, CLOEXEC: 0x80000, PATH: 0x200000, DIRECT: process.arch === 'arm64' ? 0x10000 : 0x4000 };
 const KNOWN_ARCHES = ['x64', 'arm64'];
 
+let straceProbe: Availability | undefined;
+
 export function straceAvailable(): Availability {
+  straceProbe ??= probeStrace();
+  return straceProbe;
+}
+
+function probeStrace(): Availability {
   if (process.platform !== 'linux' || !KNOWN_ARCHES.includes(process.arch)) return { ok: false, reason: `system-call capture needs Linux on ${KNOWN_ARCHES.join(' or ')} (this is ${process.platform} ${process.arch})` };
   const r = spawnSync('strace', ['-V'], { encoding: 'utf8', timeout: 10_000 });
   if (r.error || r.status !== 0) return { ok: false, reason: 'strace not found (Debian package strace)' };
