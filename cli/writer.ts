@@ -5,7 +5,8 @@ import { VERSION } from './version';
 
 /*
  * `vhdx-conform writer`: every writer scenario through one third-party writer, judged against the
- * model; with --crash, every crash state of the device events it issued too. Exit 0 when the
+ * model; with --crash, every crash state of the device events it issued too (qemu: blklogwrites;
+ * session: and cmd: tools: their system calls under strace). Exit 0 when the
  * writer shows exactly its known findings, 1 on a new finding, a known one gone or a tool
  * failure, 2 for bad arguments or an unavailable writer.
  */
@@ -24,7 +25,7 @@ export async function runWriterCommand(opts: WriterCommandOptions): Promise<numb
   const { loadScenarios } = await import('../harness/writers/scenarios');
   const { loadKnownFindings } = await import('../harness/writers/run');
   const { formatWriterTable, runWriterCampaign, writeWriterReports } = await import('../harness/writers/campaign');
-  const adapter = writerAdapterById(opts.adapter.trim());
+  const adapter = writerAdapterById(opts.adapter.trim(), { trace: !!opts.crash });
   const availability = adapter.available();
   if (!availability.ok) {
     console.error(`vhdx-conform writer: ${adapter.id} is unavailable: ${availability.reason}`);
@@ -56,10 +57,10 @@ export function registerWriter(program: Command): void {
   program
     .command('writer')
     .description('run the writer scenarios through a third-party writer and judge its images (and with --crash every crash state of its device events) against the model: exit 0 = only known findings, 1 = a new finding, a known one gone or a tool failure, 2 = bad arguments or the writer is unavailable')
-    .requiredOption('--adapter <writer>', "qemu, or cmd:'TOOL ARGS {raw} {vhdx}' for a converter")
+    .requiredOption('--adapter <writer>', "qemu; session:'TOOL ARGS {vhdx} {ops}' for any writer speaking the session protocol (docs/writers.md); cmd:'TOOL ARGS {raw} {vhdx}' for a converter, cmd:'TOOL ARGS {vhdx}' for an in-place tool")
     .option('--scenarios <dir>', 'scenario folder (default: corpus/scenarios)')
     .option('--only <ids>', 'comma-separated scenario ids')
-    .option('--crash', 'also check every crash state of the captured device events, and the header and log rules over them (qemu)')
+    .option('--crash', 'also check every crash state of the captured device events, and the header and log rules over them (qemu through blklogwrites; session: and cmd: through strace)')
     .option('--budget <duration>', 'stop starting scenarios after this long', '60s')
     .option('--seed <n>', 'seed of the sampled crash states')
     .option('--report <dir>', 'report folder for writer-*.json, .junit.xml and .html', 'reports')

@@ -6,7 +6,7 @@ import * as fs from 'fs';
  * tool is reported as unavailable (never as passed); under CI=true tests treat it as a failure.
  */
 export interface ToolSpec {
-  readonly id: 'qemu-img' | 'qemu-io' | 'libvhdi' | '7zz' | 'chromium';
+  readonly id: 'qemu-img' | 'qemu-io' | 'libvhdi' | '7zz' | 'chromium' | 'strace';
   /** The Debian package that provides it. */
   readonly debianPackage: string;
   readonly probe: () => string | undefined; // version text, or undefined when absent
@@ -39,6 +39,8 @@ export const TOOLS: readonly ToolSpec[] = [
       return r.stdout.split('\n').find((l) => /7-Zip/.test(l))?.trim() ?? '7-Zip';
     },
   },
+  // Records any writer's system calls (writer --crash for session: and cmd: adapters).
+  { id: 'strace', debianPackage: 'strace', probe: () => firstLine('strace', ['-V']) },
   // Debian's chromium, for the reader report's rendering test (headless).
   { id: 'chromium', debianPackage: 'chromium', probe: () => (fs.existsSync(CHROMIUM) ? firstLine(CHROMIUM, ['--version']) : undefined) },
 ];

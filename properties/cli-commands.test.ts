@@ -14,42 +14,15 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import * as ts from 'typescript';
 import { describeWithTools } from './support/tools';
+import { PROJECT_ROOT, transpileTree } from './support/transpile';
 import { VhdxDisk } from '../impl';
 import { FILE_PARAMETERS, FileParametersFlag, METADATA_ITEM, METADATA_TABLE_ENTRY, METADATA_TABLE_HEADER } from '../spec-model/format';
 
-const ROOT = path.resolve(__dirname, '..');
 const MiB = 1 << 20;
 let buildDir: string;
 let work: string;
 let mainJs: string;
-
-function transpileTree(): string {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'vhdx-conform-cli-build-'));
-  const walk = (rel: string): void => {
-    const abs = path.join(ROOT, rel);
-    if (!fs.existsSync(abs)) return;
-    for (const entry of fs.readdirSync(abs, { withFileTypes: true })) {
-      const r = path.join(rel, entry.name);
-      if (entry.isDirectory()) walk(r);
-      else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts') && !entry.name.endsWith('.d.ts')) {
-        const js = ts.transpileModule(fs.readFileSync(path.join(ROOT, r), 'utf8'), {
-          fileName: r,
-          compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-        }).outputText;
-        fs.mkdirSync(path.join(out, rel), { recursive: true });
-        fs.writeFileSync(path.join(out, r.replace(/\.ts$/, '.js')), js);
-      } else if (entry.name.endsWith('.json')) {
-        fs.mkdirSync(path.join(out, rel), { recursive: true });
-        fs.copyFileSync(path.join(ROOT, r), path.join(out, r));
-      }
-    }
-  };
-  for (const dir of ['spec-model', 'impl', 'harness', 'cli', 'corpus']) walk(dir);
-  fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(out, 'package.json'));
-  return out;
-}
 
 beforeAll(() => {
   buildDir = transpileTree();
@@ -73,7 +46,7 @@ function cli(args: string[], input?: Buffer, env: Record<string, string> = {}): 
     input,
     maxBuffer: 256 * MiB,
     timeout: 120_000,
-    env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules'), ...env },
+    env: { ...process.env, NODE_PATH: path.join(PROJECT_ROOT, 'node_modules'), ...env },
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString('utf8') };
 }

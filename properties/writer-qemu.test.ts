@@ -218,6 +218,7 @@ describeWithTools(['qemu-img'], 'converters through cmd:', () => {
     const failing = await runWriterScenario(commandWriter("sh -c 'echo no space >&2; exit 3' {raw} {vhdx}"), byId('tiny-1mib'));
     expect(failing.status).toBe('tool-failed');
     expect(failing.reason).toMatch(/exited with status 3: no space/);
-    expect(() => commandWriter('tool {vhdx}')).toThrow(/needs both \{raw\} and \{vhdx\}/);
+    expect(() => commandWriter('tool {raw}')).toThrow(/needs \{vhdx\} \(and \{raw\} for a converter\)/);
+    expect(commandWriter('tool {vhdx}').description).toMatch(/in place/);
   }, 120_000);
 });

@@ -1,3 +1,4 @@
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { VhdxUsageError } from '../../spec-model/format/errors';
@@ -24,7 +25,7 @@ export interface WriterReport {
   readonly notRun: string[];
   readonly comparison: KnownComparison;
   readonly counterexamples: string[];
-  /** No unexpected finding, no known finding missing, no tool failure. */
+  /** No unexpected finding, no known finding missing, no tool failure, nothing untraceable. */
   readonly ok: boolean;
   readonly elapsedMs: number;
 }
@@ -71,7 +72,7 @@ export async function runWriterCampaign(adapter: WriterAdapter, scenarios: reado
     };
     counterexamples.push(writeCounterexample(c, o.counterexampleDir ?? counterexampleDir()));
   }
-  const failedTools = outcomes.filter((x) => x.status === 'tool-failed');
+  const failedTools = outcomes.filter((x) => x.status === 'tool-failed' || x.status === 'untraceable');
   return {
     writer: adapter.id,
     description: adapter.description,
@@ -91,6 +92,7 @@ export async function runWriterCampaign(adapter: WriterAdapter, scenarios: reado
 function verdictOf(x: ScenarioOutcome, r: WriterReport): string {
   if (x.status === 'unsupported') return 'not applicable';
   if (x.status === 'tool-failed') return 'TOOL FAILED';
+  if (x.status === 'untraceable') return 'NOT TRACEABLE';
   const unexpected = r.comparison.unexpected.filter((f) => f.scenario === x.scenario).length;
   if (unexpected) return `${unexpected} NEW FINDING${unexpected > 1 ? 'S' : ''}`;
   return x.result!.findings.length ? 'known findings only' : 'ok';
@@ -168,7 +170,9 @@ ${r.notRun.map((id) => `<tr data-verdict="not run"><td>${xmlEscape(id)}</td><td>
 
 export function writeWriterReports(r: WriterReport, dir: string, toolVersion: string): string[] {
   fs.mkdirSync(dir, { recursive: true });
-  const safe = r.writer.replace(/[^A-Za-z0-9_.-]+/g, '_').slice(0, 40);
+  // Long ids (session:'…', cmd:'…') keep a digest of the whole id, so two shims' reports do not overwrite each other.
+  const plain = r.writer.replace(/[^A-Za-z0-9_.-]+/g, '_');
+  const safe = plain.length <= 40 ? plain : `${plain.slice(0, 31)}-${crypto.createHash('sha256').update(r.writer).digest('hex').slice(0, 8)}`;
   const files = [`writer-${safe}.json`, `writer-${safe}.junit.xml`, `writer-${safe}.html`].map((f) => path.join(dir, f));
   fs.writeFileSync(files[0], writerJson(r, toolVersion));
   fs.writeFileSync(files[1], writerJUnit(r));

@@ -1,6 +1,6 @@
-import { DiskModel } from '../../spec-model/disk-model';
+import { DiskModel, UNIT_BYTES } from '../../spec-model/disk-model';
 import { digestV1 } from '../../spec-model/digest';
-import { VhdxError, VhdxFormatError } from '../../spec-model/format/errors';
+import { VhdxError, VhdxFormatError, VhdxUsageError } from '../../spec-model/format/errors';
 import { inspect } from '../../spec-model/inspect';
 import { openOracle } from '../../spec-model/read';
 import { ByteSource, FileSource, MemorySource } from '../../spec-model/source';
@@ -11,10 +11,10 @@ import { modelDigest } from '../corpus/expect';
 import type { DiskEvent } from '../events';
 import { observeHeaders } from '../observe';
 import { observeLogOrdering } from '../observe-log';
-import { PATTERNS } from '../patterns';
+import { PATTERNS, describeUnit } from '../patterns';
 import { resolveCrashChoice, unitReader } from '../runner';
 import { Scenario } from './scenarios';
-import { CapturedSession, WriterRun } from './types';
+import { CapturedSession, CapturedToolRun, WriterRun } from './types';
 
 /**
  * Judging a writer's run of a scenario against the disk model (the properties of issue "Third-party
@@ -94,6 +94,10 @@ export function checkWriterRun(s: Scenario, run: WriterRun, o: WriterCheckOption
 
   if (!run.sessions) {
     s.events.forEach(fold);
+    if (run.toolRun && o.crash !== false) {
+      stats.deviceEvents += run.toolRun.events.length;
+      checkToolRunCrashes(run.toolRun, model, o, stats, add);
+    }
   } else {
     let index = 0;
     run.sessions.forEach((session, n) => {
@@ -109,7 +113,7 @@ export function checkWriterRun(s: Scenario, run: WriterRun, o: WriterCheckOption
       }
     });
   }
-  checkFinalImage(run.imagePath, model, run.expectedDigest, add);
+  checkFinalImage(run.imagePath, run.inPlace ? undefined : model, run.expectedDigest, add);
   for (const [key, n] of kinds) {
     if (n > MAX_FINDINGS_PER_KIND) {
       const [property, rule, session] = key.split(':');
@@ -119,7 +123,7 @@ export function checkWriterRun(s: Scenario, run: WriterRun, o: WriterCheckOption
   return { scenario: s.id, findings, stats };
 }
 
-function checkFinalImage(imagePath: string, model: DiskModel, expectedDigest: string | undefined, add: (f: WriterFinding) => void): void {
+function checkFinalImage(imagePath: string, model: DiskModel | undefined, expectedDigest: string | undefined, add: (f: WriterFinding) => void): void {
   const source = new FileSource(imagePath);
   try {
     for (const f of inspect(source).findings.filter((x) => x.severity === 'error')) {
@@ -132,6 +136,7 @@ function checkFinalImage(imagePath: string, model: DiskModel, expectedDigest: st
       add({ property: 'FINAL', message: `${imagePath}: the oracle cannot open the image: ${describe(e)}` });
       return;
     }
+    if (!model) return; // an in-place tool's result: conformance only
     if (disk.virtualSizeBytes !== model.virtualSizeBytes) {
       add({ property: 'FINAL', message: `${imagePath}: virtual size ${disk.virtualSizeBytes}, the scenario created ${model.virtualSizeBytes}` });
       return;
@@ -208,22 +213,163 @@ function checkSessionCrashes(
 ): void {
   const log = new CrashLog(session.startImage, session.events);
   const checks = new Map<string, ContentCheck>();
+  forEachCrashState(log, n, o, stats, (state, what) => {
+    const { key, model } = modelAtCut(session, before, state.cut);
+    if (!checks.has(key)) checks.set(key, new ContentCheck(model, model.logicalSectorSizeBytes));
+    const check = checks.get(key)!;
+    // Without captured sizes (blklogwrites) the state keeps at least the size the file had at the end of the session.
+    if (!session.sizesCaptured && state.image.sizeBytes < session.endSizeBytes) state.image.setSize(session.endSizeBytes);
+    judgeCrashState(state.image, check, (f) => add({ ...f, session: n, cut: state.cut, message: `session ${n}, crash ${what}: ${f.message}` }));
+  });
+}
+
+/**
+ * Every crash state of a converter's or in-place tool's run (the same cut points, torn halves and
+ * sampled subsets as a session), judged by the rule of its kind (types.ts CapturedToolRun):
+ *
+ * - convert: nothing is promised before the tool exits. A state the oracle refuses is legal (and
+ *   impl must refuse it too); a state the oracle opens must have no error finding (a MUST broken in
+ *   a file a reader accepts), the final virtual size, and every unit the input touched must read
+ *   as the input's content or as zeros (never another unit's data or garbage: §5.8's ordering,
+ *   the BAT never pointing at data not yet written).
+ * - in-place: the tool changes an image a user already has; every state must open (a refusal names
+ *   the rule, e.g. LOG-28), have no error finding, the old or the new virtual size, and every unit
+ *   must read as before the tool ran or as after.
+ */
+function checkToolRunCrashes(toolRun: CapturedToolRun, finalModel: DiskModel, o: WriterCheckOptions, stats: WriterCheckResult['stats'], add: (f: WriterFinding) => void): void {
+  const log = new CrashLog(toolRun.startImage, toolRun.events);
+  const judge = toolRun.kind === 'convert' ? conversionJudge(finalModel) : inPlaceJudge(toolRun.startImage, log);
+  forEachCrashState(log, 0, o, stats, (state, what) => judge(state.image, (f) => add({ ...f, cut: state.cut, message: `${toolRun.kind === 'convert' ? 'conversion' : 'run'} crash ${what}: ${f.message}` })));
+}
+
+/** The model of what a conversion may leave at any moment: every unit the input touched reads its final content or zeros. */
+function conversionJudge(finalModel: DiskModel): (image: CowImage, add: (f: Omit<WriterFinding, 'session' | 'cut'>) => void) => void {
+  const p = finalModel.params;
+  const m = new DiskModel(PATTERNS);
+  m.apply({ type: 'create', params: { ...p, parents: undefined } });
+  // A converter's input is the scenario's final content; a trimmed unit is zeros in it.
+  const finalOf = (u: number): number => {
+    const a = finalModel.allowedAt(u);
+    return a.length === 1 ? a[0] : 0;
+  };
+  const units = finalModel.touchedUnits();
+  for (let i = 0; i < units.length; ) {
+    const seed = finalOf(units[i]);
+    let j = i + 1;
+    while (j < units.length && units[j] === units[j - 1] + 1 && finalOf(units[j]) === seed) j++;
+    m.apply({ type: 'write', offsetBytes: units[i] * UNIT_BYTES, lengthBytes: (j - i) * UNIT_BYTES, seed });
+    i = j;
+  }
+  m.apply({ type: 'crash' });
+  const check = new ContentCheck(m, m.logicalSectorSizeBytes);
+  return (image, add) => {
+    let oracle;
+    try {
+      oracle = openOracle(image);
+    } catch (e) {
+      if (!(e instanceof VhdxError)) throw e;
+      // Refused: legal for an interrupted conversion, if every reader refuses it.
+      let disk: VhdxDisk | undefined;
+      try {
+        disk = VhdxDisk.open(image.fork().device(), { mode: 'ro' });
+      } catch {
+        return;
+      }
+      disk.close();
+      add({ property: 'CRASH', ...(e instanceof VhdxFormatError ? { rule: e.ruleId } : {}), message: `impl opens a state the oracle refuses (${describe(e)})` });
+      return;
+    }
+    const error = inspect(image as ByteSource).findings.find((f) => f.severity === 'error');
+    if (error) add({ property: 'CRC', rule: error.rule, message: `the oracle opens a state that breaks ${error.rule} at ${error.offsetBytes ?? '-'}: ${error.message}` });
+    if (oracle.virtualSizeBytes !== p.virtualSizeBytes) {
+      add({ property: 'CRASH', rule: 'VDS-1', message: `virtual size ${oracle.virtualSizeBytes}, the conversion makes ${p.virtualSizeBytes}` });
+      return;
+    }
+    const d = check.run((off, len) => oracle.read(off, len), 2);
+    if (d.length) add({ property: 'CRASH', message: `read by the oracle: ${d.map((x) => x.message).join('; ')}` });
+    let disk: VhdxDisk;
+    try {
+      disk = VhdxDisk.open(image.fork().device(), { mode: 'ro' });
+    } catch (e) {
+      if (!error) add({ property: 'CRASH', ...(e instanceof VhdxFormatError ? { rule: e.ruleId } : {}), message: `impl refuses a state the oracle reads without an error finding: ${describe(e)}` });
+      return;
+    }
+    try {
+      const di = check.run((off, len) => disk.read(off, len), 2);
+      if (di.length) add({ property: 'CRASH', message: `read by impl: ${di.map((x) => x.message).join('; ')}` });
+    } finally {
+      disk.close();
+    }
+  };
+}
+
+/** The largest virtual disk an in-place run is judged on: every crash state is read whole. */
+export const MAX_IN_PLACE_VIRTUAL_BYTES = 64 * 1024 * 1024;
+
+/** Every unit of every state reads as before the tool ran or as after (both read whole by the oracle). */
+function inPlaceJudge(start: Uint8Array, log: CrashLog): (image: CowImage, add: (f: Omit<WriterFinding, 'session' | 'cut'>) => void) => void {
+  const wholeDisk = (image: ByteSource): { sizeBytes: number; bytes: Uint8Array } => {
+    const disk = openOracle(image);
+    if (disk.virtualSizeBytes > MAX_IN_PLACE_VIRTUAL_BYTES) throw new VhdxUsageError('virtualSizeBytes', `an in-place run is judged on disks of at most ${MAX_IN_PLACE_VIRTUAL_BYTES} bytes, this one has ${disk.virtualSizeBytes}`);
+    return { sizeBytes: disk.virtualSizeBytes, bytes: disk.read(0, disk.virtualSizeBytes) };
+  };
+  const before = wholeDisk(new MemorySource(start));
+  const after = wholeDisk(log.prefixState(log.events.length).image);
+  return (image, add) => {
+    let oracle;
+    try {
+      oracle = openOracle(image);
+    } catch (e) {
+      add({ property: 'CRASH', ...(e instanceof VhdxFormatError ? { rule: e.ruleId } : {}), message: `the oracle refuses the state: ${describe(e)}` });
+      return;
+    }
+    const error = inspect(image as ByteSource).findings.find((f) => f.severity === 'error');
+    if (error) add({ property: 'CRC', rule: error.rule, message: `${error.rule} at ${error.offsetBytes ?? '-'}: ${error.message}` });
+    const size = oracle.virtualSizeBytes;
+    if (size !== before.sizeBytes && size !== after.sizeBytes) {
+      add({ property: 'CRASH', rule: 'VDS-1', message: `virtual size ${size}: neither the size before (${before.sizeBytes}) nor after (${after.sizeBytes})` });
+      return;
+    }
+    const readers: [string, (off: number, len: number) => Uint8Array][] = [['the oracle', (off, len) => oracle.read(off, len)]];
+    let disk: VhdxDisk | undefined;
+    try {
+      disk = VhdxDisk.open(image.fork().device(), { mode: 'ro' });
+      readers.push(['impl', (off, len) => disk!.read(off, len)]);
+    } catch (e) {
+      add({ property: 'CRASH', ...(e instanceof VhdxFormatError ? { rule: e.ruleId } : {}), message: `impl refuses a state the oracle reads: ${describe(e)}` });
+    }
+    try {
+      for (const [who, read] of readers) {
+        const got = read(0, size);
+        const bad: number[] = [];
+        for (let at = 0; at < size && bad.length < 2; at += UNIT_BYTES) {
+          const unit = got.subarray(at, at + UNIT_BYTES);
+          const same = (x: { sizeBytes: number; bytes: Uint8Array }) => at < x.sizeBytes && Buffer.compare(unit, x.bytes.subarray(at, at + UNIT_BYTES)) === 0;
+          if (!same(before) && !same(after)) bad.push(at);
+        }
+        if (bad.length) add({ property: 'CRASH', message: `read by ${who}: ${bad.map((at) => `unit at ${at} (${describeUnit(got.subarray(at, at + UNIT_BYTES), at / UNIT_BYTES)}) is neither what it held before the run nor after`).join('; ')}` });
+      }
+    } finally {
+      disk?.close();
+    }
+  };
+}
+
+/** Every cut point's prefix state, its last write landed alone, the same torn in half, and sampled subsets with tears. */
+function forEachCrashState(log: CrashLog, salt: number, o: WriterCheckOptions, stats: WriterCheckResult['stats'], judge: (state: CrashState, what: string) => void): void {
   const checkState = (state: CrashState, what: string): void => {
     if (o.deadline !== undefined && Date.now() > o.deadline) {
       stats.crashStatesSkipped++;
       return;
     }
-    const { key, model } = modelAtCut(session, before, state.cut);
-    if (!checks.has(key)) checks.set(key, new ContentCheck(model, model.logicalSectorSizeBytes));
-    const check = checks.get(key)!;
-    // Sizes are not captured: the state keeps at least the size the file had at the end of the session.
-    if (state.image.sizeBytes < session.endSizeBytes) state.image.setSize(session.endSizeBytes);
-    judgeCrashState(state.image, check, (f) => add({ ...f, session: n, cut: state.cut, message: `session ${n}, crash ${what}: ${f.message}` }));
+    judge(state, what);
     stats.crashStatesChecked++;
   };
-  const events = session.events;
+  const events = log.events;
   for (let k = 0; k <= events.length; k++) {
     checkState(log.prefixState(k), `after device event ${k}`);
+    const alone = log.lastWriteAlone(k);
+    if (alone) checkState(alone, `with device event ${k - 1} landed alone`);
     const lastEvent = events[k - 1];
     const pieces = lastEvent?.type === 'write' ? tearPieces(lastEvent.offsetBytes, lastEvent.bytes.length) : 0;
     if (pieces > 1 && k - 1 > log.lastFlushIndex(k)) {
@@ -232,7 +378,7 @@ function checkSessionCrashes(
   }
   const sampled = o.sampledPerSession ?? 16;
   for (let i = 0; i < sampled && events.length > 0; i++) {
-    const choice = resolveCrashChoice(events, 0, ((o.seed ?? 1) * 7919 + n * 104729 + i * 31) >>> 0);
+    const choice = resolveCrashChoice(events, 0, ((o.seed ?? 1) * 7919 + salt * 104729 + i * 31) >>> 0);
     checkState(log.crashState(choice), `sampled ${JSON.stringify(choice)}`);
   }
 }

@@ -1,13 +1,14 @@
 import { ChildProcessWithoutNullStreams, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { MiB } from '../../spec-model/format';
 import { qemuImgCreate } from '../adapters/qemu';
-import { CrashLog } from '../crash';
 import { DeviceEvent, DiskEvent } from '../events';
 import { patternBytes } from '../patterns';
 import { toolVersion } from '../tools';
+import { minCutOf, writeCrashState } from './crash-state';
 import { parseDmLogWrites } from './dm-log-writes';
+import { eventsBeforeStdoutByte, parseSyscallTrace, requireFaithfulCapture, straceArgv } from './syscall-trace';
+import { killDescendants } from './tool-process';
 import { Scenario, paramsOf } from './scenarios';
 import { Availability, CapturedSession, WriterAdapter, WriterRun, WriterToolError } from './types';
 
@@ -32,21 +33,34 @@ function unsupportedByQemu(s: Scenario): string | undefined {
   return undefined;
 }
 
-class QemuIoSession {
+/**
+ * One qemu-io process on an image, fed one command at a time. `logPath`: open the image through
+ * blklogwrites, logging every request there; `traceFile`: run qemu-io under strace (the prompts'
+ * places in its standard output say which system calls each command issued).
+ */
+export class QemuIoSession {
   private readonly child: ChildProcessWithoutNullStreams;
   private out = '';
   private err = '';
   private waiting?: { resolve: (text: string) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
   private exited?: string;
+  /** Bytes of standard output consumed through the prompts so far; where each prompt ended. */
+  private consumedBytes = 0;
+  readonly promptEndBytes: number[] = [];
+  stdoutBytes = 0;
 
   constructor(
     readonly imagePath: string,
-    readonly logPath: string,
+    readonly o: { logPath?: string; traceFile?: string } = {},
   ) {
-    const opts = ['driver=vhdx', 'file.driver=blklogwrites', 'file.file.driver=file', `file.file.filename=${imagePath}`, 'file.log.driver=file', `file.log.filename=${logPath}`];
-    this.child = spawn('qemu-io', ['--image-opts', opts.join(',')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const args = o.logPath
+      ? ['--image-opts', ['driver=vhdx', 'file.driver=blklogwrites', 'file.file.driver=file', `file.file.filename=${imagePath}`, 'file.log.driver=file', `file.log.filename=${o.logPath}`].join(',')]
+      : ['-f', 'vhdx', imagePath];
+    const argv = o.traceFile ? [...straceArgv(o.traceFile), 'qemu-io', ...args] : ['qemu-io', ...args];
+    this.child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout.on('data', (d: Buffer) => {
       this.out += d.toString('latin1');
+      this.stdoutBytes += d.length;
       this.settle();
     });
     this.child.stderr.on('data', (d: Buffer) => {
@@ -68,6 +82,8 @@ class QemuIoSession {
     if (at >= 0) {
       const text = this.out.slice(0, at);
       this.out = this.out.slice(at + PROMPT.length);
+      this.consumedBytes += at + PROMPT.length;
+      this.promptEndBytes.push(this.consumedBytes);
       const w = this.waiting;
       this.waiting = undefined;
       clearTimeout(w.timer);
@@ -112,10 +128,12 @@ class QemuIoSession {
     }
   }
 
+  /** SIGKILL to qemu-io (under strace: to qemu-io, not strace, which then writes the rest of its trace). */
   async kill(): Promise<void> {
     if (this.exited !== undefined) return;
     const closed = new Promise<void>((resolve) => this.child.once('close', () => resolve()));
-    this.child.kill('SIGKILL');
+    if (this.o.traceFile) killDescendants(this.child.pid!);
+    else this.child.kill('SIGKILL');
     await closed;
   }
 }
@@ -141,7 +159,8 @@ export function parseQemuIoDump(text: string, offsetBytes: number, lengthBytes: 
   return out;
 }
 
-function commandFor(e: DiskEvent, patternFile: string): string {
+/** The qemu-io command for a disk event (a write's bytes go to `patternFile` first). */
+export function commandFor(e: DiskEvent, patternFile: string): string {
   switch (e.type) {
     case 'write':
       fs.writeFileSync(patternFile, patternBytes(e.seed, e.offsetBytes, e.lengthBytes));
@@ -157,105 +176,99 @@ function commandFor(e: DiskEvent, patternFile: string): string {
   }
 }
 
-export const qemuWriter: WriterAdapter = {
-  id: 'qemu',
-  description: 'qemu-img create, then qemu-io through the blklogwrites driver (every device write and flush captured)',
-  available(): Availability {
-    const img = toolVersion('qemu-img');
-    const io = toolVersion('qemu-io');
-    if (!img || !io) return { ok: false, reason: 'qemu-img and qemu-io not found (Debian package qemu-utils)' };
-    return { ok: true, version: img };
-  },
-  unsupported: unsupportedByQemu,
-  async run(s: Scenario, workDir: string): Promise<WriterRun> {
-    const why = unsupportedByQemu(s);
-    if (why) throw new WriterToolError('qemu', `scenario ${s.id}: ${why}`);
-    const p = paramsOf(s);
-    const imagePath = path.join(workDir, 'disk.vhdx');
-    const patternFile = path.join(workDir, 'pattern.bin');
-    qemuImgCreate(imagePath, { sizeBytes: p.virtualSizeBytes, blockSizeBytes: p.blockSizeBytes, logSizeBytes: p.logSizeBytes, subformat: p.fixed ? 'fixed' : 'dynamic' });
-    const sessions: CapturedSession[] = [];
-    const reads: WriterRun['reads'][number][] = [];
-    const notes = new Set<string>();
-    let i = 0;
-    while (i < s.events.length) {
-      const logPath = path.join(workDir, `session-${sessions.length}.dmlog`);
-      fs.writeFileSync(logPath, '');
-      const startImage = new Uint8Array(fs.readFileSync(imagePath));
-      const io = new QemuIoSession(imagePath, logPath);
-      const diskEvents: DiskEvent[] = [s.events[i]]; // the create or open
-      const logSizes: number[] = [];
-      let endedBy: 'close' | 'crash' | undefined;
-      try {
-        await io.next('open');
-        logSizes.push(fs.statSync(logPath).size);
-        for (i++; i < s.events.length && endedBy === undefined; i++) {
-          const e = s.events[i];
-          diskEvents.push(e);
-          if (e.type === 'close') {
-            await io.quit();
-            endedBy = 'close';
-          } else if (e.type === 'crash') {
-            await io.kill();
-            endedBy = 'crash';
-          } else {
-            const cmd = commandFor(e, patternFile);
-            const text = await io.command(cmd);
-            if (e.type === 'read') reads.push({ eventIndex: i, offsetBytes: e.offsetBytes, bytes: parseQemuIoDump(text, e.offsetBytes, e.lengthBytes) });
-            else if (text.trim() !== '') throw new WriterToolError('qemu-io', `qemu-io on ${imagePath}: "${cmd}" said: ${text.trim()}`);
-          }
+/**
+ * `trace`: also run every qemu-io under strace, so each session carries the system-call capture of
+ * the same run beside blklogwrites' (CapturedSession.traced): the cross-check of the two captures.
+ */
+export function qemuWriterWith(o: { trace?: boolean } = {}): WriterAdapter {
+  return {
+    id: 'qemu',
+    description: `qemu-img create, then qemu-io through the blklogwrites driver (every device write and flush captured)${o.trace ? ', and under strace' : ''}`,
+    available(): Availability {
+      const img = toolVersion('qemu-img');
+      const io = toolVersion('qemu-io');
+      if (!img || !io) return { ok: false, reason: 'qemu-img and qemu-io not found (Debian package qemu-utils)' };
+      return { ok: true, version: img };
+    },
+    unsupported: unsupportedByQemu,
+    async run(s: Scenario, workDir: string): Promise<WriterRun> {
+      const why = unsupportedByQemu(s);
+      if (why) throw new WriterToolError('qemu', `scenario ${s.id}: ${why}`);
+      const p = paramsOf(s);
+      const imagePath = path.join(workDir, 'disk.vhdx');
+      const patternFile = path.join(workDir, 'pattern.bin');
+      qemuImgCreate(imagePath, { sizeBytes: p.virtualSizeBytes, blockSizeBytes: p.blockSizeBytes, logSizeBytes: p.logSizeBytes, subformat: p.fixed ? 'fixed' : 'dynamic' });
+      const sessions: CapturedSession[] = [];
+      const reads: WriterRun['reads'][number][] = [];
+      const notes = new Set<string>();
+      let i = 0;
+      while (i < s.events.length) {
+        const logPath = path.join(workDir, `session-${sessions.length}.dmlog`);
+        fs.writeFileSync(logPath, '');
+        const startImage = new Uint8Array(fs.readFileSync(imagePath));
+        const traceFile = o.trace ? path.join(workDir, `session-${sessions.length}.trace`) : undefined;
+        const io = new QemuIoSession(imagePath, { logPath, traceFile });
+        const diskEvents: DiskEvent[] = [s.events[i]]; // the create or open
+        const logSizes: number[] = [];
+        let endedBy: 'close' | 'crash' | undefined;
+        try {
+          await io.next('open');
           logSizes.push(fs.statSync(logPath).size);
+          for (i++; i < s.events.length && endedBy === undefined; i++) {
+            const e = s.events[i];
+            diskEvents.push(e);
+            if (e.type === 'close') {
+              await io.quit();
+              endedBy = 'close';
+            } else if (e.type === 'crash') {
+              await io.kill();
+              endedBy = 'crash';
+            } else {
+              const cmd = commandFor(e, patternFile);
+              const text = await io.command(cmd);
+              if (e.type === 'read') reads.push({ eventIndex: i, offsetBytes: e.offsetBytes, bytes: parseQemuIoDump(text, e.offsetBytes, e.lengthBytes) });
+              else if (text.trim() !== '') throw new WriterToolError('qemu-io', `qemu-io on ${imagePath}: "${cmd}" said: ${text.trim()}`);
+            }
+            logSizes.push(fs.statSync(logPath).size);
+          }
+        } finally {
+          await io.kill();
         }
-      } finally {
-        await io.kill();
+        if (endedBy === undefined) throw new WriterToolError('qemu', `scenario ${s.id}: a session does not end with close or crash`);
+        const log = parseDmLogWrites(new Uint8Array(fs.readFileSync(logPath)), logPath);
+        // Device events issued by the time each command's prompt came back.
+        const ends = logSizes.map((size) => {
+          const k = log.entryEndBytes.findIndex((end) => end > size);
+          return k < 0 ? log.events.length : k === 0 ? 0 : log.eventsAfterEntry[k - 1];
+        });
+        if (log.stats.fuaWrites) notes.add(`${log.stats.fuaWrites} FUA writes recorded as write + flush`);
+        if (log.stats.discards) notes.add(`${log.stats.discards} discards of the file recorded as writes of zeros`);
+        const endSizeBytes = fs.statSync(imagePath).size;
+        let traced: CapturedSession['traced'];
+        if (traceFile) {
+          const real = path.join(fs.realpathSync(workDir), 'disk.vhdx');
+          const capture = parseSyscallTrace(traceFile, { imagePath: real, startSizeBytes: startImage.length, cwd: workDir, stdoutBytes: io.stdoutBytes });
+          requireFaithfulCapture(capture, startImage, real, traceFile);
+          // The open's prompt, each command's, then everything by the close or the kill.
+          const tracedEnds = diskEvents.map((_, k) => (k < io.promptEndBytes.length ? eventsBeforeStdoutByte(capture.stdout, io.promptEndBytes[k]) : capture.events.length));
+          traced = { events: capture.events, ends: tracedEnds, notes: capture.notes };
+        }
+        sessions.push({ diskEvents, startImage, events: log.events, ends, endSizeBytes, endedBy, notes: [...notes], ...(traced ? { traced } : {}) });
+        if (endedBy === 'crash') {
+          const crash = diskEvents[diskEvents.length - 1] as Extract<DiskEvent, { type: 'crash' }>;
+          writeCrashState(imagePath, startImage, log.events, minCutOf(diskEvents, ends), crash.choice, endSizeBytes);
+        }
       }
-      if (endedBy === undefined) throw new WriterToolError('qemu', `scenario ${s.id}: a session does not end with close or crash`);
-      const log = parseDmLogWrites(new Uint8Array(fs.readFileSync(logPath)), logPath);
-      // Device events issued by the time each command's prompt came back.
-      const ends = logSizes.map((size) => {
-        const k = log.entryEndBytes.findIndex((end) => end > size);
-        return k < 0 ? log.events.length : k === 0 ? 0 : log.eventsAfterEntry[k - 1];
-      });
-      if (log.stats.fuaWrites) notes.add(`${log.stats.fuaWrites} FUA writes recorded as write + flush`);
-      if (log.stats.discards) notes.add(`${log.stats.discards} discards of the file recorded as writes of zeros`);
-      const endSizeBytes = fs.statSync(imagePath).size;
-      sessions.push({ diskEvents, startImage, events: log.events, ends, endSizeBytes, endedBy, notes: [...notes] });
-      if (endedBy === 'crash') {
-        const crash = diskEvents[diskEvents.length - 1] as Extract<DiskEvent, { type: 'crash' }>;
-        writeCrashState(imagePath, startImage, log.events, minCutOf(diskEvents, ends), crash.choice, endSizeBytes);
-      }
-    }
-    fs.rmSync(patternFile, { force: true });
-    return { imagePath, sessions, reads, notes: [...notes] };
-  },
-};
-
-/** Device events at the end of the session's last completed flush (or close): a crash cuts at or after it. */
-function minCutOf(diskEvents: readonly DiskEvent[], ends: readonly number[]): number {
-  let cut = 0;
-  diskEvents.forEach((e, k) => {
-    if (e.type === 'flush' || e.type === 'close') cut = ends[k];
-  });
-  return cut;
+      fs.rmSync(patternFile, { force: true });
+      return { imagePath, sessions, reads, notes: [...notes] };
+    },
+  };
 }
 
-/**
- * Builds the crash state a scenario's crash chose from the session's captured events and writes it
- * as the image. Sizes are not captured, so the state keeps the size the file had when qemu was
- * killed (a longer file only adds zeros at the end).
- */
-function writeCrashState(imagePath: string, start: Uint8Array, events: readonly DeviceEvent[], minCut: number, choice: Extract<DiskEvent, { type: 'crash' }>['choice'], sizeBytes: number): void {
-  const log = new CrashLog(start, events);
-  const cut = Math.max(minCut, Math.min(events.length, choice.cutAfterDeviceEvent ?? events.length));
-  const state = log.sampleCrashState(cut, { ...choice, cutAfterDeviceEvent: cut }).image;
-  if (state.sizeBytes < sizeBytes) state.setSize(sizeBytes);
-  const fd = fs.openSync(imagePath, 'w');
-  try {
-    for (let at = 0; at < state.sizeBytes; at += 4 * MiB) {
-      const n = Math.min(4 * MiB, state.sizeBytes - at);
-      fs.writeSync(fd, state.read(at, n), 0, n, at);
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
+export const qemuWriter: WriterAdapter = qemuWriterWith();
+
+/** The same run judged on its system-call capture instead of blklogwrites' (sizes captured too). */
+export function tracedView(run: WriterRun): WriterRun {
+  if (!run.sessions?.every((x) => x.traced)) throw new WriterToolError('qemu', 'the run was not traced (qemuWriterWith({ trace: true }))');
+  return { ...run, sessions: run.sessions.map((x) => ({ ...x, events: x.traced!.events, ends: x.traced!.ends, notes: x.traced!.notes, sizesCaptured: true, traced: undefined })) };
 }

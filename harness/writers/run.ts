@@ -4,12 +4,16 @@ import * as path from 'path';
 import { VhdxError, VhdxUsageError } from '../../spec-model/format/errors';
 import { WriterCheckOptions, WriterCheckResult, WriterFinding, checkWriterRun } from './check';
 import { Scenario } from './scenarios';
-import { WriterAdapter } from './types';
+import { UntraceableError } from './syscall-trace';
+import { WriterAdapter, WriterUnsupportedError } from './types';
 
-/** One scenario through one writer: checked, not applicable to it, or the tool failed (with why). */
+/**
+ * One scenario through one writer: checked, not applicable to it, the tool failed, or it wrote
+ * through a path the system-call trace cannot see (with why). Only 'checked' ever passes.
+ */
 export interface ScenarioOutcome {
   readonly scenario: string;
-  readonly status: 'checked' | 'unsupported' | 'tool-failed';
+  readonly status: 'checked' | 'unsupported' | 'tool-failed' | 'untraceable';
   readonly reason?: string;
   readonly result?: WriterCheckResult;
   readonly elapsedMs: number;
@@ -26,7 +30,8 @@ export async function runWriterScenario(adapter: WriterAdapter, s: Scenario, o: 
       run = await adapter.run(s, workDir);
     } catch (e) {
       if (!(e instanceof VhdxError)) throw e;
-      return { scenario: s.id, status: 'tool-failed', reason: e.message, elapsedMs: Date.now() - t0 };
+      const status = e instanceof WriterUnsupportedError ? 'unsupported' : e instanceof UntraceableError ? 'untraceable' : 'tool-failed';
+      return { scenario: s.id, status, reason: e.message, elapsedMs: Date.now() - t0 };
     }
     return { scenario: s.id, status: 'checked', result: checkWriterRun(s, run, o), elapsedMs: Date.now() - t0 };
   } finally {
@@ -43,6 +48,7 @@ export async function runWriterScenario(adapter: WriterAdapter, s: Scenario, o: 
  * a finding no known one explains appears.
  */
 export interface KnownFinding {
+  /** The adapter id ('qemu', "cmd:'...'"), or 'session' for any session-protocol tool whose greeting starts with `version`. */
   readonly writer: string;
   /** The version prefix the finding was seen in ("qemu-img version 7.2"). */
   readonly version: string;
@@ -84,7 +90,9 @@ const sameKind = (k: KnownFinding, f: WriterFinding): boolean => k.property === 
 
 /** Compares the findings of a run with the known ones of this writer and version. */
 export function compareWithKnown(outcomes: readonly ScenarioOutcome[], known: readonly KnownFinding[], writer: string, version: string, crashChecked: boolean): KnownComparison {
-  const mine = known.filter((k) => k.writer === writer && version.startsWith(k.version));
+  // A session tool is known by the writer its greeting names, whatever shim drives it.
+  const family = writer.startsWith('session:') ? 'session' : writer;
+  const mine = known.filter((k) => (k.writer === writer || k.writer === family) && version.startsWith(k.version));
   const unexpected: KnownComparison['unexpected'] = [];
   const seen = new Set<KnownFinding>();
   for (const x of outcomes) {

@@ -21,6 +21,14 @@ export class WriterToolError extends VhdxError {
   }
 }
 
+/** A tool answered that it cannot perform something a scenario asks (a parameter it has no option for): the scenario is not applicable to it. */
+export class WriterUnsupportedError extends WriterToolError {
+  constructor(tool: string, message: string) {
+    super(tool, message);
+    this.name = 'WriterUnsupportedError';
+  }
+}
+
 /**
  * One session of a writer (an open ... close or crash), as captured: the file when it began, every
  * device event (writes and flushes; sizes are not captured) and where each disk event's device
@@ -36,9 +44,28 @@ export interface CapturedSession {
   readonly ends: readonly number[];
   /** The file size when the session ended (sizes are not logged; crash states are never shorter than the writes that built them). */
   readonly endSizeBytes: number;
+  /** The events hold every size change (a system-call trace): crash states keep the size they were left with, not `endSizeBytes`. */
+  readonly sizesCaptured?: boolean;
   /** How the session ended: a close, or a crash whose state (from these events) began the next session. */
   readonly endedBy: 'close' | 'crash';
   /** Odd things the capture saw (FUA writes recorded as write + flush, discards of the file). */
+  readonly notes: readonly string[];
+  /** A second capture of the same run from its system calls (qemu under strace: the cross-check). */
+  readonly traced?: { readonly events: readonly DeviceEvent[]; readonly ends: readonly number[]; readonly notes: readonly string[] };
+}
+
+/**
+ * A converter's or in-place tool's single run, captured from its system calls (cmd: with --crash):
+ * the image file when the tool started and every device event it issued to it.
+ * - 'convert': the image is made from {raw}; nothing is promised before the tool exits, so a crash
+ *   state must be refused, or read each unit as the input's content or as zeros.
+ * - 'in-place': the tool changes an existing image ({vhdx} only); a crash state must open and read
+ *   each unit as it was before the tool ran or as it is after.
+ */
+export interface CapturedToolRun {
+  readonly kind: 'convert' | 'in-place';
+  readonly startImage: Uint8Array;
+  readonly events: readonly DeviceEvent[];
   readonly notes: readonly string[];
 }
 
@@ -52,6 +79,10 @@ export interface WriterRun {
   readonly notes: readonly string[];
   /** Content digest v1 the image must have, when the adapter knows it exactly (a converter's input). */
   readonly expectedDigest?: string;
+  /** An in-place tool's result: what it should hold is the tool's business, so FINAL checks conformance only. */
+  readonly inPlace?: boolean;
+  /** A converter's or in-place tool's run, captured (its crash states are judged by the rule of its kind). */
+  readonly toolRun?: CapturedToolRun;
 }
 
 export interface WriterAdapter {
