@@ -22,7 +22,24 @@ export interface BlockDevice {
   close?(): void;
 }
 
-/** What a driver did to its device, as recorded by `RecordingDevice` (bytes are copies). */
+const SHARED_ZEROS = new Uint8Array(1 << 20);
+
+function isZeros(bytes: Uint8Array): boolean {
+  if (bytes.length < 4096) return false;
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  for (let at = 0; at < b.length; at += SHARED_ZEROS.length) {
+    const n = Math.min(SHARED_ZEROS.length, b.length - at);
+    if (b.compare(SHARED_ZEROS, 0, n, at, at + n) !== 0) return false;
+  }
+  return true;
+}
+
+/** `length` zero bytes: a view of the shared buffer when it is long enough (never written to). */
+function zeroView(length: number): Uint8Array {
+  return length <= SHARED_ZEROS.length ? SHARED_ZEROS.subarray(0, length) : new Uint8Array(length);
+}
+
+/** What a driver did to its device, as recorded by `RecordingDevice` (bytes are copies; treat them as read-only). */
 export type DeviceEvent =
   | { type: 'write'; offsetBytes: number; bytes: Uint8Array }
   | { type: 'flush' }
@@ -323,7 +340,8 @@ export class RecordingDevice implements BlockDevice {
 
   write(offsetBytes: number, bytes: Uint8Array): void {
     this.inner.write(offsetBytes, bytes);
-    this.emit({ type: 'write', offsetBytes, bytes: bytes.slice() });
+    // Zeros (a driver zeroing a reused block writes MiBs of them) are recorded as a view of one shared zero buffer.
+    this.emit({ type: 'write', offsetBytes, bytes: isZeros(bytes) ? zeroView(bytes.length) : bytes.slice() });
   }
 
   flush(): void {
