@@ -37,7 +37,7 @@ export const PROPERTIES: readonly PropertyDef[] = [
     shape: { crashes: false, maxCommands: 40, bursts: true, maxBurst: 120, reshapes: true, maxSessionOps: 300, geometry: SMALL_AND_LARGE },
     options: {},
     runs: 40,
-    reaches: ['log.wrap', 'log.unsettled-3', 'log.multi-bat-sector-entry', 'foreign.rw', 'space.reused', 'resize.bat-moved', 'merge'],
+    reaches: ['log.wrap', 'log.unsettled-3', 'log.multi-bat-sector-entry', 'foreign.rw', 'space.reused', 'merge'],
   },
   {
     id: 'ORACLE',
@@ -61,7 +61,7 @@ export const PROPERTIES: readonly PropertyDef[] = [
     shape: { crashes: true, maxCommands: 25, wide: true, reshapes: true, maxSessionOps: 300, geometry: { small: 5, large: 3, foreign: 2 } },
     options: { headers: true },
     runs: 30,
-    reaches: ['log.wrap', 'log.unsettled-3', 'log.multi-bat-sector-entry', 'log.bat-zero-descriptor', 'log.drain', 'session.metadata-only', 'foreign.rw'],
+    reaches: ['log.wrap', 'log.unsettled-3', 'log.multi-bat-sector-entry', 'log.bat-zero-descriptor', 'log.drain', 'session.metadata-only', 'resize.bat-moved', 'foreign.rw'],
   },
   {
     id: 'CRASH',

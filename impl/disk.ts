@@ -80,9 +80,10 @@ import { FreeSpace } from './space';
  * Log (§2.3, §5.5). Every BAT (and metadata) change is written as a log entry and flushed
  * (LOG-3); the in-memory tables already hold the change, so applying it in place can wait.
  * Entries pile up unsettled, like Hyper-V's, and are applied together at a checkpoint (each
- * sector's newest image, then a flush, which settles them all): when the next entry does not
- * fit the log (LOG-23: unsettled space is never reused), before a resize moves the BAT, and at
- * close. Tail = the oldest unsettled entry (or the entry itself). Pending BAT changes of many
+ * sector's newest image, then a flush, which settles them all): when the next entry would take
+ * the log past half full (LOG-23: unsettled space is never reused), before a resize moves the
+ * BAT, and at close. Tail = the oldest unsettled entry (or the entry itself). After a checkpoint,
+ * an entry that would overwrite the settled sequence's tail is preceded by an empty marker entry. Pending BAT changes of many
  * writes are batched into one entry per user flush().
  *
  * The LogGuid window and the two log areas. HDR-17 (§2.2.2) says a session stores a new nonzero
@@ -1088,8 +1089,9 @@ export class VhdxDisk {
     const ring = this.ring;
     const data = updates.reduce((n, u) => n + (u.kind === 'data' ? 1 : 0), 0);
     const len = entryLengthBytes(updates.length, data);
-    // One sector stays free while entries are unsettled: room for the marker below.
-    if (ring.place(len + S) === undefined) {
+    // Entries pile up unsettled until half the log is used (the tail then moves round the ring
+    // and entries wrap its end); one sector stays free for the marker below.
+    if (ring.place(len + S) === undefined || (ring.hasUnsettled && ring.usedBytes() + len > ring.areaLengthBytes / 2)) {
       this.checkpoint(); // settles every entry: the whole log is free again
       this.stats.drains++;
     }

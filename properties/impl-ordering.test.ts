@@ -259,7 +259,8 @@ describe('impl device-event ordering', () => {
       (d) => {
         d.write(600 * MiB, pattern(99, 512)); // a second BAT sector: one 12 KiB entry
         workload(d);
-        for (let r = 0; r < 40; r++) {
+        // entries pile up until half the log is used: enough rounds for the log to fill and wrap twice
+        for (let r = 0; r < 80; r++) {
           for (let i = 6; i < 62; i++) d.trim(i * MiB, MiB);
           d.flush();
           for (let i = 6; i < 62; i++) d.write(i * MiB, pattern(i + r, 4096));

@@ -270,6 +270,9 @@ describe('impl log wrap-around and crash snapshots', () => {
     for (let i = 1; i < 200; i++) {
       w(i * MiB + 512 * (i % 7), 1024, i);
       if (i % 3 === 0) w((i - 1) * MiB, 512, 5000 + i); // in place, no BAT change
+      // now and then a block in the second BAT sector: a 12 KiB entry moves the 8 KiB ones off
+      // the 8 KiB grid again (a checkpoint's 4 KiB marker entry moves them too)
+      if (i % 25 === 0) w((512 + i / 25) * MiB, 512, 7000 + i);
       disk.flush();
       const wrapsNow = disk.logArea.stats.wraps;
       if (i % 50 === 0 || (wrapsNow > 0 && checked < 6)) {

@@ -10,7 +10,9 @@ import {
   REGION_TABLE_OFFSETS_BYTES,
   SectorBitmapState,
   TiB,
+  batIndexOfPayload,
   batIndexOfSectorBitmap,
+  encodeBatEntry,
   storeChecksum,
   writeU32,
   writeU64FromNumber,
@@ -21,6 +23,7 @@ import {
   FREE_AREA_OFFSET,
   GUIDS,
   LOG_OFFSET,
+  LogDescriptorSpec,
   LogEntrySpec,
   editHeader,
   editHeaders,
@@ -227,7 +230,53 @@ export const MUTATIONS: Readonly<Record<string, Mutation>> = {
   'dirty-three-entries': withLayout((img) => dirtySequence(img, 0, 3)),
   /** Three entries that wrap: the last one is written across the end of the log and continues at offset 0. */
   'dirty-wrapped': withLayout((img) => dirtySequence(img, 1 * MiB - 3 * 4096, 3)),
-  /** One entry whose descriptors are all zero descriptors (§2.3.1.2): replay zeroes a BAT sector. */
+  /**
+   * A ring of 127 consecutive entries, each its own Tail (so the active sequence is the newest
+   * alone), filling the log from 8 KiB on, one of them 12 KiB so that the newest is split across
+   * the log's end and ends one sector before the oldest begins. Legal (stale entries may stay in
+   * the log); qemu 7.2's log search never ends on it: the run it follows comes back to where it
+   * started.
+   */
+  'dirty-consecutive-ring': withLayout((img) => {
+    const b = img.bytes;
+    const target = img.metadataOffset + 0x10000; // the first item sector
+    const table = img.metadataOffset; // the metadata table's first sector, rewritten with its own bytes
+    const logLength = 1 * MiB;
+    let at = 8192;
+    for (let k = 0; k < 127; k++) {
+      const descriptors: LogDescriptorSpec[] = [{ kind: 'data', fileOffset: target, sector: changedSector(img, target, 4000, 0xa0) }];
+      if (k === 36) descriptors.push({ kind: 'data', fileOffset: table, sector: b.slice(table, table + 4096) });
+      const entry = encodeLogEntry({ sequenceNumber: 0x6_0000_0001n + BigInt(k), descriptors }, at, GUIDS.log, BigInt(b.length));
+      for (let i = 0; i < entry.length; i += 4096) {
+        b.set(entry.subarray(i, i + 4096), LOG_OFFSET + at);
+        at = (at + 4096) % logLength;
+      }
+    }
+    editHeaders(b, (h) => { h.LogGuid = GUIDS.log; });
+    return b;
+  }),
+  /**
+   * Two runs side by side: three settled entries (sequence numbers 10-12) and, right after them,
+   * the newest entry, its own Tail, numbered 20, which unmaps block 3. The active sequence is the
+   * newest alone (§2.3.2): block 3 reads zeros after replay. qemu 7.2 resumes its scan one sector
+   * past an entry that does not continue the run before it, so it never sees the newest entry and
+   * replays the older run instead.
+   */
+  'dirty-run-after-run': withLayout((img) => {
+    const b = img.bytes;
+    const target = img.metadataOffset + 0x10000;
+    let at = 0;
+    for (let k = 0; k < 3; k++) {
+      const entry = encodeLogEntry({ sequenceNumber: 10n + BigInt(k), descriptors: [{ kind: 'data', fileOffset: target, sector: b.slice(target, target + 4096) }] }, 0, GUIDS.log, BigInt(b.length));
+      b.set(entry, LOG_OFFSET + at);
+      at += entry.length;
+    }
+    const batSector = b.slice(img.batOffset, img.batOffset + 4096);
+    encodeBatEntry({ State: PayloadBlockState.PAYLOAD_BLOCK_UNMAPPED, Reserved: 0, FileOffsetMB: 0 }, batSector, batIndexOfPayload(3, img.geometry.chunkRatio) * 8);
+    b.set(encodeLogEntry({ sequenceNumber: 20n, descriptors: [{ kind: 'data', fileOffset: img.batOffset, sector: batSector }] }, at, GUIDS.log, BigInt(b.length)), LOG_OFFSET + at);
+    editHeaders(b, (h) => { h.LogGuid = GUIDS.log; });
+    return b;
+  }),
   'dirty-zero-descriptors': withLayout((img) => {
     const seq = 0x2_0000_0001n;
     const entry = encodeLogEntry({ sequenceNumber: seq, descriptors: [{ kind: 'zero', fileOffset: img.batOffset, lengthBytes: 4096 }, { kind: 'zero', fileOffset: FREE_AREA_OFFSET, lengthBytes: 8192 }] }, 0, GUIDS.log, BigInt(img.bytes.length));

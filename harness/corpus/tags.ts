@@ -84,6 +84,20 @@ export function tagProblems(img: ManifestImage, r: InspectResult): string[] {
       case 'chain':
         ok = value === 'child' && r.diskType === 'differencing' && img.parent !== undefined && img.expect.readable;
         break;
+      case 'layout': {
+        const bat = r.regions.bat?.fileOffsetBytes;
+        const md = r.regions.metadata?.fileOffsetBytes;
+        const h = r.headers.currentHeader;
+        const logEnd = h ? Number(h.LogOffset) + h.LogLength : undefined;
+        switch (value) {
+          case 'odd-size': ok = r.source.sizeBytes % MiB !== 0; break;
+          // log, metadata and BAT back to back: no free gap between them
+          case 'packed': ok = md !== undefined && bat !== undefined && logEnd === md && md + (r.regions.metadata?.lengthBytes ?? 0) === bat; break;
+          case 'bat-first': ok = md !== undefined && bat !== undefined && bat < md; break;
+          default: ok = false;
+        }
+        break;
+      }
       case 'hostile':
       case 'crash':
       case 'third-party':
