@@ -41,6 +41,23 @@ export function buildProgram(version: string): Command {
     .action(async (image: string, opts: { json?: boolean; acceptIdenticalHeaders?: boolean }) => (await import('./info')).runInfo(image, opts));
 
   program
+    .command('compare')
+    .description('compare the virtual disks of two images, raw or VHDX in any mix (like qemu-img compare): exit 0 = the same, 1 = different (the first differing offset is printed)')
+    .argument('<a>', 'raw or VHDX file (VHDX when it starts with the signature)')
+    .argument('<b>', 'raw or VHDX file')
+    .option('-s, --strict', 'images of different sizes differ (default: the rest of the larger one must read as zeros)')
+    .option(ACCEPT_IDENTICAL_HEADERS, ACCEPT_IDENTICAL_HEADERS_HELP)
+    .action(async (a: string, b: string, opts: { strict?: boolean; acceptIdenticalHeaders?: boolean }) => (await import('./compare-map')).runCompare(a, b, opts));
+
+  program
+    .command('map')
+    .description('the allocation of the virtual disk as ranges: data (with its file offset), zero, unmapped, or from a parent (depth), like qemu-img map')
+    .argument('<image>', 'VHDX file')
+    .option('--json', 'print the ranges as JSON, the fields of qemu-img map --output=json plus kind and file')
+    .option(ACCEPT_IDENTICAL_HEADERS, ACCEPT_IDENTICAL_HEADERS_HELP)
+    .action(async (image: string, opts: { json?: boolean; acceptIdenticalHeaders?: boolean }) => (await import('./compare-map')).runMap(image, opts));
+
+  program
     .command('suite')
     .description('the main job, a bug hunt within a time budget: corpus checks, reader matrix and writer scenarios in bounded shares, then every property family against the impl driver; writes JSON and JUnit reports')
     .addHelpText('after', () => (require('../harness/suite-plan') as typeof import('../harness/suite-plan')).suitePlanText())

@@ -90,6 +90,7 @@ const COMMANDS: { name: string; args: (image: string) => string[]; broken: numbe
   { name: 'write', args: (i) => ['write', i, '--at', '0', '--from', 'data.bin'], broken: 1, brokenLine: BROKEN },
   { name: 'convert', args: (i) => ['convert', i, 'out.raw'], broken: 1, brokenLine: BROKEN },
   { name: 'resize', args: (i) => ['resize', i, '--size', '4M'], broken: 1, brokenLine: BROKEN },
+  { name: 'map', args: (i) => ['map', i], broken: 1, brokenLine: BROKEN },
 ];
 
 describe.each(COMMANDS)('$name', ({ args, broken, brokenLine }) => {
@@ -110,12 +111,14 @@ describe.each(COMMANDS)('$name', ({ args, broken, brokenLine }) => {
 
 describe('bad arguments: exit 2, one line', () => {
   test.each([
-    [[], /^vhdx-conform: missing command: one of check, info, .* \(see vhdx-conform --help\)$/],
+    [[], /^vhdx-conform: missing command: one of check, info, compare, map, .* \(see vhdx-conform --help\)$/],
     [['bogus'], /^vhdx-conform: invalid arguments: unknown command 'bogus'/],
     [['check'], /^vhdx-conform: invalid arguments: check: missing required argument 'image' \(see vhdx-conform check --help\)$/],
     [['check', '--bogus', 'good.vhdx'], /unknown option '--bogus'/],
     [['info'], /info: missing required argument 'image'/],
     [['info', 'good.vhdx', 'good.vhdx'], /info: too many arguments/],
+    [['map'], /map: missing required argument 'image'/],
+    [['compare', 'good.vhdx'], /compare: missing required argument 'b'/],
     [['read', 'good.vhdx', '--at', '0'], /required option '--length/],
     [['read', 'good.vhdx', '--at', '0x8000000000001000', '--length', '1'], /invalid --at: "0x8000000000001000" is not a whole number of bytes within 2\^53/],
     [['resize', 'good.vhdx'], /required option '--size/],
@@ -138,6 +141,18 @@ describe('bad arguments: exit 2, one line', () => {
 });
 
 describe('per command, what exit 1 means', () => {
+  test('compare: 0 the same, 1 different (the first differing offset), 2 a file that cannot be opened', () => {
+    expect(outcome(['compare', 'good.vhdx', 'good.vhdx'])).toEqual({ status: 0 });
+    const d = cli(['compare', 'pristine.vhdx', 'base.vhdx']);
+    expect(d.status).toBe(1);
+    expect(d.stdout).toBe(`pristine.vhdx and base.vhdx differ: first at offset ${MiB} (0x100000)\n`);
+    expect(outcome(['compare', 'good.vhdx', 'missing.vhdx'])).toEqual({ status: 2, line: expect.stringMatching(MISSING) });
+    expect(outcome(['compare', 'adir.vhdx', 'good.vhdx'])).toEqual({ status: 2, line: expect.stringMatching(DIRECTORY) });
+    // a file that is not VHDX is a raw disk here: 8 KiB of "A" differ from the image's first byte on
+    expect(cli(['compare', 'plain.vhdx', 'good.vhdx']).status).toBe(1);
+    expect(outcome(['compare', 'broken.vhdx', 'good.vhdx'])).toEqual({ status: 1, line: expect.stringMatching(BROKEN) });
+  });
+
   test('merge: a differencing image merges (0); one whose parent is gone cannot be used (1); a disk that is not a child is a bad argument (2)', () => {
     expect(outcome(['merge', 'good.vhdx'])).toEqual({ status: 2, line: expect.stringMatching(/merge needs a differencing disk/) });
     expect(outcome(['merge', 'missing.vhdx'])).toEqual({ status: 2, line: expect.stringMatching(MISSING) });
@@ -167,7 +182,7 @@ describe('per command, what exit 1 means', () => {
     const check = cli(['check', 'far.vhdx']);
     expect(check.status).toBe(1);
     expect(check.stdout).toContain(`FlushedFileOffset ${exact}`);
-    for (const args of [['read', 'far.vhdx', '--at', '0', '--length', '512'], ['convert', 'far.vhdx', 'far.raw']]) {
+    for (const args of [['read', 'far.vhdx', '--at', '0', '--length', '512'], ['map', 'far.vhdx'], ['convert', 'far.vhdx', 'far.raw']]) {
       expect(outcome(args)).toEqual({ status: 1, line: expect.stringMatching(new RegExp(`^vhdx-conform: far\\.vhdx: .*FlushedFileOffset ${exact}\\b.* \\(LOG-29 §2\\.3\\.3 at 0x100030\\)$`)) });
     }
   });
