@@ -41,6 +41,13 @@ export function buildProgram(version: string): Command {
     .action(async (image: string, opts: { json?: boolean; acceptIdenticalHeaders?: boolean }) => (await import('./info')).runInfo(image, opts));
 
   program
+    .command('repair')
+    .description('make an image conformant where nothing is lost: replay a dirty log in place, rewrite a damaged header from the current one, give identical headers distinct sequence numbers, restore a damaged region table copy from the good one; refuse the rest with the reason. Prints the plan first. Exit 0 = conformant afterwards, 1 = something refused or left')
+    .argument('<image>', 'VHDX file (opened read-write)')
+    .option('--dry-run', 'print the plan only; write nothing (exit 0 = no error finding)')
+    .action(async (image: string, opts: { dryRun?: boolean }) => (await import('./repair')).runRepair(image, opts));
+
+  program
     .command('compare')
     .description('compare the virtual disks of two images, raw or VHDX in any mix (like qemu-img compare): exit 0 = the same, 1 = different (the first differing offset is printed)')
     .argument('<a>', 'raw or VHDX file (VHDX when it starts with the signature)')

@@ -44,6 +44,13 @@ function bare(message: string, file: string | undefined, ruleId?: string): strin
   return m;
 }
 
+/** The message without a trailing "(§section)" of its own rule: the suffix says it. */
+function withoutSection(message: string, ruleId: string): string {
+  const { isRuleId, rule } = require('../spec-model/rules') as typeof import('../spec-model/rules');
+  const section = isRuleId(ruleId) ? rule(ruleId).section : '';
+  return section && message.endsWith(` (${section})`) ? message.slice(0, -(section.length + 3)) : message;
+}
+
 export interface ErrorLine {
   /** Without the `vhdx-conform: ` prefix. */
   readonly line: string;
@@ -58,7 +65,7 @@ export function describeError(e: unknown): ErrorLine {
     const file = e.file ? `${e.file}: ` : '';
     if (e instanceof VhdxFormatError) {
       const exitCode = e.ruleId === NOT_VHDX_RULE ? EXIT.usage : EXIT.image;
-      return { line: `${file}${bare(e.message, e.file, e.ruleId)} ${ruleSuffix(e.ruleId, e.offsetBytes)}`, exitCode, kind: e.name, rule: e.ruleId };
+      return { line: `${file}${withoutSection(bare(e.message, e.file, e.ruleId), e.ruleId)} ${ruleSuffix(e.ruleId, e.offsetBytes)}`, exitCode, kind: e.name, rule: e.ruleId };
     }
     if (e instanceof VhdxIoError) return { line: `${file}${bare(e.message, e.file)}`, exitCode: EXIT.usage, kind: e.name };
     if (e instanceof VhdxUsageError) return { line: `${file}invalid ${e.parameter}: ${bare(e.message, e.file)}`, exitCode: EXIT.usage, kind: e.name };

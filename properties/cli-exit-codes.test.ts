@@ -91,6 +91,7 @@ const COMMANDS: { name: string; args: (image: string) => string[]; broken: numbe
   { name: 'convert', args: (i) => ['convert', i, 'out.raw'], broken: 1, brokenLine: BROKEN },
   { name: 'resize', args: (i) => ['resize', i, '--size', '4M'], broken: 1, brokenLine: BROKEN },
   { name: 'map', args: (i) => ['map', i], broken: 1, brokenLine: BROKEN },
+  { name: 'repair --dry-run', args: (i) => ['repair', '--dry-run', i], broken: 1 },
 ];
 
 describe.each(COMMANDS)('$name', ({ args, broken, brokenLine }) => {
@@ -111,7 +112,7 @@ describe.each(COMMANDS)('$name', ({ args, broken, brokenLine }) => {
 
 describe('bad arguments: exit 2, one line', () => {
   test.each([
-    [[], /^vhdx-conform: missing command: one of check, info, compare, map, .* \(see vhdx-conform --help\)$/],
+    [[], /^vhdx-conform: missing command: one of check, info, repair, compare, map, .* \(see vhdx-conform --help\)$/],
     [['bogus'], /^vhdx-conform: invalid arguments: unknown command 'bogus'/],
     [['check'], /^vhdx-conform: invalid arguments: check: missing required argument 'image' \(see vhdx-conform check --help\)$/],
     [['check', '--bogus', 'good.vhdx'], /unknown option '--bogus'/],
@@ -119,6 +120,7 @@ describe('bad arguments: exit 2, one line', () => {
     [['info', 'good.vhdx', 'good.vhdx'], /info: too many arguments/],
     [['map'], /map: missing required argument 'image'/],
     [['compare', 'good.vhdx'], /compare: missing required argument 'b'/],
+    [['repair'], /repair: missing required argument 'image'/],
     [['read', 'good.vhdx', '--at', '0'], /required option '--length/],
     [['read', 'good.vhdx', '--at', '0x8000000000001000', '--length', '1'], /invalid --at: "0x8000000000001000" is not a whole number of bytes within 2\^53/],
     [['resize', 'good.vhdx'], /required option '--size/],
