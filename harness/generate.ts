@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { GiB, MiB, TiB } from '../spec-model/format';
+import { GiB, MiB, TiB, computeGeometry } from '../spec-model/format';
 import type { FaultPlan } from '../impl';
 import { CreateParams, DiskEvent } from './events';
 import { MAX_SCENARIO_SEED, foreignCandidates } from './foreign';
@@ -69,6 +69,13 @@ export interface ScenarioShape {
    * command (default 40). A cycle is two entries of at least 8 KiB, so 70 of them wrap a 1 MiB log.
    */
   maxBurst?: number;
+  /**
+   * Block sizes in MiB of small disks and chain layers (default 1, 1, 2, 32), and whether sparse
+   * disks may have 32 MiB blocks and TiB sizes (default true). Every crash state CRASH checks
+   * replays what is in flight: a reused 32 MiB block's zeroing is 32 MiB per state.
+   */
+  blockMiB?: readonly number[];
+  hugeLarge?: boolean;
 }
 
 function writeRange(params: CreateParams, sizes: FeatureMix['writeSizes'], maxBlocks = 8, maxBytes = 8 * MiB): fc.Arbitrary<{ offsetBytes: number; lengthBytes: number }> {
@@ -303,10 +310,18 @@ class ChurnCmd implements Cmd {
   }
 }
 
-/** Past what a 1 MiB BAT region describes with 1 MiB blocks (131,072 entries): the BAT has to move. */
-const HUGE_BYTES = 200 * GiB;
 /** Generated disks stay far below the spec's 64 TiB (scenarios only grow them a few times). */
-const MAX_GROWN_BYTES = 1 * TiB;
+const MAX_GROWN_BYTES = 32 * TiB;
+
+/**
+ * A size whose BAT no longer fits the region a disk of `sizeBytes` was created with (at least
+ * 1 MiB, whole MiB: notes §3), so that the resize has to move the BAT.
+ */
+function pastBatRegion(sizeBytes: number, blockSizeBytes: number, lss: number): number {
+  const g = computeGeometry({ virtualDiskSizeBytes: sizeBytes, blockSizeBytes, logicalSectorSizeBytes: lss, hasParent: false });
+  const capacityEntries = Math.max(MiB, Math.ceil((g.totalBatEntries * 8) / MiB) * MiB) / 8;
+  return (capacityEntries + 1) * blockSizeBytes;
+}
 
 /**
  * Resizes the disk (§2.6.2.2) and reads across its new end. Scenario ranges come from the size at
@@ -337,7 +352,8 @@ class ResizeCmd implements Cmd {
       acrossEnd(smaller);
       return;
     }
-    const larger = Math.min(Math.max(MAX_GROWN_BYTES, current), this.kind === 'huge' ? Math.max(current, HUGE_BYTES) + this.sectors * lss : current + this.sectors * lss);
+    const huge = () => Math.max(current, pastBatRegion(current, r.model.params.blockSizeBytes, lss)) + this.sectors * lss;
+    const larger = Math.min(Math.max(MAX_GROWN_BYTES, current), this.kind === 'huge' ? huge() : current + this.sectors * lss);
     if (larger === current) return;
     r.step({ type: 'resize', virtualSizeBytes: larger });
     acrossEnd(current);
@@ -389,13 +405,13 @@ class WideCommitCmd implements Cmd {
 }
 
 /** Small disks of every block and sector size, fixed or dynamic, with a short last block. */
-function smallParamsArb(): fc.Arbitrary<CreateParams> {
+function smallParamsArb(blockMiB: readonly number[]): fc.Arbitrary<CreateParams> {
   return fc
     .record({
       lss: fc.constantFrom<512 | 4096>(512, 4096),
       pss: fc.constantFrom<512 | 4096>(512, 4096),
       fixed: fc.boolean(),
-      blockMiB: fc.constantFrom(1, 1, 2, 32),
+      blockMiB: fc.constantFrom(...blockMiB),
       blocks: fc.integer({ min: 1, max: 12 }),
       tailSectors: fc.integer({ min: 0, max: 7 }),
       logMiB: fc.constantFrom(1, 1, 2),
@@ -412,16 +428,16 @@ function smallParamsArb(): fc.Arbitrary<CreateParams> {
  * Sparse dynamic disks up to TiBs: with 1 MiB blocks one 4 KiB BAT sector describes 512 MiB, so
  * writes spread over the disk put many BAT sectors into one log entry; logs of 1 to 8 MiB.
  */
-function largeParamsArb(): fc.Arbitrary<CreateParams> {
+function largeParamsArb(huge: boolean): fc.Arbitrary<CreateParams> {
+  const sizes = [
+    { bytes: 4 * GiB, blockMiB: 1 },
+    { bytes: 64 * GiB, blockMiB: 1 },
+    { bytes: 256 * GiB + 512 * 7, blockMiB: 1 },
+    ...(huge ? [{ bytes: TiB, blockMiB: 32 }, { bytes: 16 * TiB, blockMiB: 32 }] : []),
+  ];
   return fc
     .record({
-      size: fc.constantFrom(
-        { bytes: 4 * GiB, blockMiB: 1 },
-        { bytes: 64 * GiB, blockMiB: 1 },
-        { bytes: 256 * GiB + 512 * 7, blockMiB: 1 },
-        { bytes: TiB, blockMiB: 32 },
-        { bytes: 16 * TiB, blockMiB: 32 },
-      ),
+      size: fc.constantFrom(...sizes),
       lss: fc.constantFrom<512 | 4096>(512, 4096),
       logMiB: fc.constantFrom(1, 2, 4, 8),
     })
@@ -439,17 +455,18 @@ function largeParamsArb(): fc.Arbitrary<CreateParams> {
  * The same disk as a differencing disk over a chain of 1 to 3 parents (§2.6.2.6), each layer with
  * its own block size and a few writes: the disk under test starts with their fold.
  */
-function chainArb(p: CreateParams, maxWriteBytes: number): fc.Arbitrary<CreateParams> {
+function chainArb(p: CreateParams, maxWriteBytes: number, blockMiB: readonly number[]): fc.Arbitrary<CreateParams> {
   const write = fc.tuple(writeRange(p, 'mixed', 2, maxWriteBytes), seedArb).map(([r, seed]) => ({ ...r, seed }));
-  const layer = fc.record({ blockSizeBytes: fc.constantFrom(1, 2, 32).map((m) => m * MiB), writes: fc.array(write, { maxLength: 4 }) });
+  const layer = fc.record({ blockSizeBytes: fc.constantFrom(...new Set(blockMiB)).map((m) => m * MiB), writes: fc.array(write, { maxLength: 4 }) });
   return fc.array(layer, { minLength: 1, maxLength: 3 }).map((parents) => ({ ...p, parents }));
 }
 
 /** A run's geometry: a small disk (maybe over a chain), a sparse large one, or a foreign image. */
-export function paramsArb(shape: Pick<ScenarioShape, 'geometry' | 'chains' | 'maxWriteBytes'>): fc.Arbitrary<CreateParams> {
-  const small = smallParamsArb().chain((p) => (shape.chains === false ? fc.constant(p) : fc.oneof({ weight: 3, arbitrary: fc.constant(p) }, { weight: 2, arbitrary: chainArb(p, shape.maxWriteBytes ?? 8 * MiB) })));
+export function paramsArb(shape: Pick<ScenarioShape, 'geometry' | 'chains' | 'maxWriteBytes' | 'blockMiB' | 'hugeLarge'>): fc.Arbitrary<CreateParams> {
+  const blockMiB = shape.blockMiB ?? [1, 1, 2, 32];
+  const small = smallParamsArb(blockMiB).chain((p) => (shape.chains === false ? fc.constant(p) : fc.oneof({ weight: 3, arbitrary: fc.constant(p) }, { weight: 2, arbitrary: chainArb(p, shape.maxWriteBytes ?? 8 * MiB, blockMiB) })));
   const options: { weight: number; arbitrary: fc.Arbitrary<CreateParams> }[] = [{ weight: shape.geometry.small, arbitrary: small }];
-  if (shape.geometry.large > 0) options.push({ weight: shape.geometry.large, arbitrary: largeParamsArb() });
+  if (shape.geometry.large > 0) options.push({ weight: shape.geometry.large, arbitrary: largeParamsArb(shape.hugeLarge ?? true) });
   const foreign = shape.geometry.foreign > 0 ? foreignCandidates() : [];
   if (foreign.length > 0) options.push({ weight: shape.geometry.foreign, arbitrary: fc.constantFrom(...foreign.map((f) => f.params)) });
   return fc.oneof(...options);

@@ -66,7 +66,7 @@ export const PROPERTIES: readonly PropertyDef[] = [
   {
     id: 'CRASH',
     title: 'every crash point reopens with every unit in its allowed set',
-    shape: { crashes: true, maxCommands: 20, bursts: true, maxBurst: 75, reshapes: true, maxSessionOps: 60, geometry: CRASH_GEOMETRY, maxWriteBytes: 512 * 1024 },
+    shape: { crashes: true, maxCommands: 20, bursts: true, maxBurst: 70, reshapes: true, maxSessionOps: 60, geometry: CRASH_GEOMETRY, maxWriteBytes: 512 * 1024, blockMiB: [1, 1, 2], hugeLarge: false },
     options: { enumerateCrashes: true },
     runs: 20,
     reaches: ['crash.torn-header', 'crash.torn-log', 'crash.torn-metadata', 'crash.torn-payload', 'crash.dirty-reopen', 'log.unsettled-3', 'log.wrap', 'foreign.rw', 'space.reused'],

@@ -1,3 +1,4 @@
+/** Runs one generated scenario against the driver and the model: executes each event, takes crashes and faults, and judges every state it reaches (the checks of DESIGN.md §Properties). */
 import { VhdxError, VhdxIoError, VhdxStateError, VhdxUsageError } from '../spec-model/format/errors';
 import { DiskModel, Divergence, UNIT_BYTES } from '../spec-model/disk-model';
 import { inspect } from '../spec-model/inspect';

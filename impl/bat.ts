@@ -1,3 +1,4 @@
+/** The BAT in memory (§2.5, §2.5.1): entries as raw little-endian bytes, states and file offsets, dirty sectors. */
 import * as os from 'os';
 import { BAT_ENTRY_SIZE_BYTES, LOG_SECTOR_SIZE_BYTES, MiB, VhdxInternalError } from '../spec-model/format';
 

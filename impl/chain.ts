@@ -1,3 +1,4 @@
+/** The differencing chain (§2.6.2.6.3 parent locator, PL-16): where to find a parent, how deep a chain may go. */
 import * as path from 'path';
 import { PARENT_LOCATOR_KEYS, VHDX_PARENT_LOCATOR_TYPE, ZERO_GUID, bracedGuid, encodeParentLocator, type ParentLocatorPair } from '../spec-model/format';
 

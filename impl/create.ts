@@ -1,3 +1,4 @@
+/** Create (notes §5.9; §2.1-§2.6): parameters, the layout of a new image and its first bytes. */
 import {
   BAT_REGION_GUID,
   FILE_TYPE_IDENTIFIER,
@@ -110,7 +111,7 @@ export interface NewImageLayout {
   readonly geometry: Geometry;
   /** Log area A: the header's log region at creation. */
   readonly logOffsetBytes: number;
-  /** Log area B: same length, right after A, reserved for the two-area log (see disk.ts). */
+  /** Log area B: same length, right after A, reserved for the two-area log (see commit.ts). */
   readonly logAreaBOffsetBytes: number;
   readonly logLengthBytes: number;
   readonly metadataOffsetBytes: number;

@@ -1,3 +1,4 @@
+/** Block devices (file, memory, recording, faulty): the byte I/O every other module goes through, and the device events crash tests replay. */
 import * as fs from 'fs';
 import { VhdxIoError, VhdxUsageError, formatOffset, type DeviceCall } from '../spec-model/format';
 

@@ -1,3 +1,4 @@
+/** The caller's device made safe: typed errors for every failed call, short reads refused. */
 import { VhdxError, VhdxIoError, formatOffset, type DeviceCall } from '../spec-model/format';
 import type { BlockDevice } from './device';
 

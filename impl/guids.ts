@@ -1,3 +1,4 @@
+/** GUID sources (§2.2.2 FileWriteGuid, DataWriteGuid, LogGuid; §2.6.2.5 Virtual Disk ID): random or deterministic. */
 import { v4 as uuidv4 } from 'uuid';
 import { GUID_SIZE_BYTES, VhdxUsageError, isGuidText, isZeroGuid, parseGuid } from '../spec-model/format';
 

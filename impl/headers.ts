@@ -1,3 +1,4 @@
+/** Headers (§2.2.2): encode with checksum, decode, and choose the current one of the two slots (HDR rules). */
 import {
   HEADER,
   HEADER_OFFSETS_BYTES,

@@ -1,3 +1,4 @@
+/** Log entries on disk (§2.3.1): headers, zero and data descriptors, data sectors; encode and decode. */
 import {
   DATA_DESCRIPTOR,
   DATA_SECTOR,

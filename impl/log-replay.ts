@@ -1,3 +1,4 @@
+/** Log replay (§2.3.2, §2.3.3, notes §5.6): find the active sequence of a log area and apply it. */
 import { LOG_ENTRY_HEADER, LOG_SECTOR_SIZE_BYTES, MAX_REPLAY_TARGET_BYTES, VhdxFormatError, formatOffset } from '../spec-model/format';
 import type { BlockDevice } from './device';
 import { parseEntryAt, type ParsedEntry } from './log-format';

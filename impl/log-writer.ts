@@ -1,3 +1,4 @@
+/** The log area as a circular buffer (§2.3): where the next entry goes, Tail, wrap, stats. */
 import { LOG_SECTOR_SIZE_BYTES, VhdxInternalError, invariant } from '../spec-model/format';
 import type { BlockDevice } from './device';
 import { encodeLogEntry, type LogUpdate } from './log-format';

@@ -1,3 +1,4 @@
+/** The metadata region (§2.6): the table and its known items, read and encoded. */
 import {
   FILE_PARAMETERS,
   FileParametersFlag,

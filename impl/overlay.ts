@@ -1,3 +1,4 @@
+/** A copy-on-write device view for read-only opens: replay and checks without writing the file. */
 import { VhdxStateError } from '../spec-model/format';
 import { readIntoFrom, type BlockDevice } from './device';
 

@@ -1,3 +1,4 @@
+/** The region table (§2.2.3): both copies, their validation and the BAT and metadata regions. */
 import {
   BAT_REGION_GUID,
   HEADER_SECTION_SIZE_BYTES,

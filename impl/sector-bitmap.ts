@@ -1,3 +1,4 @@
+/** Sector bitmaps of a differencing disk (§2.4, §2.5.1): which sectors this file holds. */
 import { LOG_SECTOR_SIZE_BYTES, MiB, invariant } from '../spec-model/format';
 
 /**

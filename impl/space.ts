@@ -1,3 +1,4 @@
+/** Free extents inside the file (§2.1 1 MiB alignment): where new blocks and log areas may go. */
 import { MiB, invariant } from '../spec-model/format';
 
 /**

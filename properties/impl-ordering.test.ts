@@ -4,7 +4,7 @@
  *   followed by a flush; every header write goes to the other slot, +1, and is flushed;
  * - FileWriteGuid renewed by the first header write, DataWriteGuid before the first payload write;
  * - no log entry is written into the header's log region unless the header already carries the
- *   entry's LogGuid (the two-area design of impl/disk.ts);
+ *   entry's LogGuid (the two-area design of impl/commit.ts);
  * - no BAT/metadata in-place write before a flush that follows the log entry covering it;
  * - payload data (and the file growth) flushed before the log entry that publishes its block;
  * - FlushedFileOffset never above the durable file size; LogGuid zero after close().
