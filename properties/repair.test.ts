@@ -82,7 +82,7 @@ describe('vhdx-conform repair', () => {
     ['crash-header-one-updated', 'rewrite-header', 0, /warning: cannot refresh header 2 from the current header 1 yet: this build of the driver has no VhdxDisk#touchHeaders\(\)/],
     ['RGN-1-fail-1', 'restore-region-table', 1, /cannot restore region table copy 1 from copy 2 yet: this build of the driver has no VhdxDisk#restoreRegionTableCopy\(\)/],
     ['RGN-15-fail-2', 'restore-region-table', 0, /warning: cannot restore region table copy 2 from copy 1 yet/],
-  ] as const)('%s: %s (done once the driver has the entry point; until then reported, nothing written)', (id, kind, statusWithoutApi, message) => {
+  ] as const)('%s: %s (done with the driver entry point; a build without it reports it and writes nothing)', (id, kind, statusWithoutApi, message) => {
     const f = image(id);
     const r = repair(f);
     if (REPAIR_DRIVER_API.missingFor(kind)) {
