@@ -155,12 +155,12 @@ export function planFromInspection(r: InspectResult): RepairPlan {
 }
 
 // -------------------------------------------------------------------------------------------------
-// The driver side. TODO(issue #19): two entry points of the driver are still missing; the steps
-// that need them fail with a VhdxUnsupportedError naming them, and the REPAIR property and the
-// tests that need them are skipped until they exist (REPAIR_DRIVER_API.missing()).
+// The driver side: two entry points beyond open/close (impl/repair.ts). They are found by name so
+// that a driver build without them is reported ("cannot ... yet"), not broken: the steps that need
+// them then fail with a VhdxUnsupportedError naming them (REPAIR_DRIVER_API.missing()).
 
 /**
- * The driver API repair needs beyond open/close (impl/ after the disk.ts split):
+ * The driver API repair needs beyond open/close (impl/repair.ts):
  *
  * - `VhdxDisk#touchHeaders(): boolean` - on a read-write disk whose session has not updated the
  *   headers yet: the session's header update now (HDR-13, HDR-19: a new FileWriteGuid; DataWriteGuid
