@@ -3,7 +3,7 @@ import type { CheckCommandOptions } from './check';
 import type { CreateOptions } from './create';
 import type { ConvertOptions } from './convert';
 import { registerCorpus } from './corpus';
-import { addVhdxOutputOptions, strictArguments } from './options';
+import { addVhdxOutputOptions, strictArguments, strictArgumentsEverywhere } from './options';
 import { registerReader } from './reader';
 import { registerWriter } from './writer';
 
@@ -24,7 +24,7 @@ export function buildProgram(version: string): Command {
 
   program
     .command('check')
-    .description('check images against every image-checkable rule of MS-VHDX; exit 0 = no error, 1 = errors, 2 = unreadable')
+    .description('check images against every image-checkable rule of MS-VHDX; exit 0 = no error, 1 = errors, 2 = cannot be read or not VHDX')
     .argument('<image...>', 'VHDX files')
     .option('--json', 'print the documented JSON report (schema vhdx-conform/check/v1) instead of text')
     .option('--junit <file>', 'also write a JUnit XML report: one test case per rule per image')
@@ -34,10 +34,35 @@ export function buildProgram(version: string): Command {
 
   program
     .command('info')
-    .description('print the decoded structures of an image for a person (or --json)')
+    .description('print the decoded structures of an image for a person (or --json); exit 0 = no error finding, 1 = errors, 2 = cannot be read or not VHDX')
     .argument('<image>', 'VHDX file')
     .option('--json', 'print JSON')
-    .action(async (image: string, opts: { json?: boolean }) => (await import('./info')).runInfo(image, opts));
+    .option(ACCEPT_IDENTICAL_HEADERS, ACCEPT_IDENTICAL_HEADERS_HELP)
+    .action(async (image: string, opts: { json?: boolean; acceptIdenticalHeaders?: boolean }) => (await import('./info')).runInfo(image, opts));
+
+  program
+    .command('repair')
+    .description('make an image conformant where nothing is lost: replay a dirty log in place, rewrite a damaged header from the current one, give identical headers distinct sequence numbers, restore a damaged region table copy from the good one; refuse the rest with the reason. Prints the plan first. Exit 0 = conformant afterwards, 1 = something refused or left')
+    .argument('<image>', 'VHDX file (opened read-write)')
+    .option('--dry-run', 'print the plan only; write nothing (exit 0 = no error finding)')
+    .action(async (image: string, opts: { dryRun?: boolean }) => (await import('./repair')).runRepair(image, opts));
+
+  program
+    .command('compare')
+    .description('compare the virtual disks of two images, raw or VHDX in any mix (like qemu-img compare): exit 0 = the same, 1 = different (the first differing offset is printed)')
+    .argument('<a>', 'raw or VHDX file (VHDX when it starts with the signature)')
+    .argument('<b>', 'raw or VHDX file')
+    .option('-s, --strict', 'images of different sizes differ (default: the rest of the larger one must read as zeros)')
+    .option(ACCEPT_IDENTICAL_HEADERS, ACCEPT_IDENTICAL_HEADERS_HELP)
+    .action(async (a: string, b: string, opts: { strict?: boolean; acceptIdenticalHeaders?: boolean }) => (await import('./compare-map')).runCompare(a, b, opts));
+
+  program
+    .command('map')
+    .description('the allocation of the virtual disk as ranges: data (with its file offset), zero, unmapped, or from a parent (depth), like qemu-img map')
+    .argument('<image>', 'VHDX file')
+    .option('--json', 'print the ranges as JSON, the fields of qemu-img map --output=json plus kind and file')
+    .option(ACCEPT_IDENTICAL_HEADERS, ACCEPT_IDENTICAL_HEADERS_HELP)
+    .action(async (image: string, opts: { json?: boolean; acceptIdenticalHeaders?: boolean }) => (await import('./compare-map')).runMap(image, opts));
 
   program
     .command('suite')
@@ -72,8 +97,12 @@ export function buildProgram(version: string): Command {
   registerCorpus(program);
   registerReader(program);
   registerWriter(program);
-  return program;
+  // Every command, the program itself included: bad arguments are one line and exit status 2.
+  return strictArgumentsEverywhere(program);
 }
+
+const ACCEPT_IDENTICAL_HEADERS = '--accept-identical-headers';
+const ACCEPT_IDENTICAL_HEADERS_HELP = 'read a file whose two headers are valid, byte-identical and equally numbered (Disk2VHD writes them; the spec has no current header then, HDR-5), with a warning';
 
 export function registerCreate(program: Command): void {
   const cmd = program
@@ -113,7 +142,8 @@ export function registerConvert(program: Command): void {
     .description('convert between raw and VHDX images, streaming; zero ranges stay unallocated (VHDX) or holes (raw). The output format comes from its extension or --to; an existing output file is overwritten')
     .argument('<in>', 'input image: VHDX (never modified; a dirty log is replayed in memory) or raw')
     .argument('<out>', 'output image')
-    .option('--to <format>', 'output format: raw or vhdx (default: from the extension of OUT)');
+    .option('--to <format>', 'output format: raw or vhdx (default: from the extension of OUT)')
+    .option(ACCEPT_IDENTICAL_HEADERS, ACCEPT_IDENTICAL_HEADERS_HELP);
   addVhdxOutputOptions(cmd);
   strictArguments(cmd).action(async (input: string, output: string, opts: ConvertOptions) => (await import('./convert')).runConvert(input, output, opts));
 }
@@ -135,6 +165,7 @@ export function registerReadWrite(program: Command): void {
       .argument('<image>', 'VHDX file (opened read-only; a dirty log is replayed in memory only)')
       .requiredOption('--at <offset>', 'virtual disk offset in bytes (K/M/G/T suffixes, 0x hex)')
       .requiredOption('--length <n>', 'number of bytes (K/M/G/T suffixes, 0x hex)')
-      .option('--to <file>', 'write the bytes to this file instead of standard output'),
-  ).action(async (image: string, opts: { at: string; length: string; to?: string }) => (await import('./rw')).runRead(image, opts));
+      .option('--to <file>', 'write the bytes to this file instead of standard output')
+      .option(ACCEPT_IDENTICAL_HEADERS, ACCEPT_IDENTICAL_HEADERS_HELP),
+  ).action(async (image: string, opts: { at: string; length: string; to?: string; acceptIdenticalHeaders?: boolean }) => (await import('./rw')).runRead(image, opts));
 }

@@ -7,6 +7,7 @@ import { HEADER_SECTION_SIZE_BYTES } from '../spec-model/format/constants';
 import { VhdxError, VhdxInternalError, VhdxUsageError } from '../spec-model/format/errors';
 import { dataExtentsOf, type FileExtent } from '../harness/data-extents';
 import { withFile } from './errors';
+import { openImage } from './open';
 import { checkCreateParams } from './create';
 import { createParamsFrom, formatBytes, fsError, openFileOrThrow, withImage, type VhdxOutputOptions } from './options';
 
@@ -161,8 +162,8 @@ function* intersect(extents: readonly FileExtent[], start: number, end: number):
   }
 }
 
-function vhdxSource(file: string): Source {
-  const disk = withImage(file, () => VhdxDisk.openFile(file, { mode: 'ro' }));
+function vhdxSource(file: string, acceptIdenticalHeaders: boolean): Source {
+  const disk = openImage(file, { mode: 'ro', acceptIdenticalHeaders });
   const g = disk.geometry;
   // A second, read-only descriptor for the direct reads: the driver's device stays the driver's.
   let fd: number;
@@ -437,6 +438,7 @@ function isZero(buf: Buffer, start: number, end: number): boolean {
 
 export interface ConvertOptions extends VhdxOutputOptions {
   to?: string;
+  acceptIdenticalHeaders?: boolean;
 }
 
 export async function runConvert(input: string, output: string, opts: ConvertOptions): Promise<void> {
@@ -450,7 +452,7 @@ export async function runConvert(input: string, output: string, opts: ConvertOpt
     throw new VhdxUsageError('OUT', `${output} is the input file`);
   }
   const inFormat = inputFormatOf(input);
-  const source = inFormat === 'vhdx' ? vhdxSource(input) : rawSource(input);
+  const source = inFormat === 'vhdx' ? vhdxSource(input, !!opts.acceptIdenticalHeaders) : rawSource(input);
   try {
     let sizeBytes = source.sizeBytes;
     let sink: Sink;

@@ -1,8 +1,9 @@
-import * as fs from 'fs';
 import { VhdxDisk, resolveCreateParams, type CreateParams } from '../impl';
 import { VhdxUsageError } from '../spec-model/format/errors';
+import { requireVhdxFile } from '../harness/image-file';
 import { withFile } from './errors';
-import { createParamsFrom, formatBytes, openFileOrThrow, parseSize, withImage, type VhdxOutputOptions } from './options';
+import { openImage } from './open';
+import { createParamsFrom, formatBytes, parseSize, withImage, type VhdxOutputOptions } from './options';
 
 /*
  * `vhdx-conform create`, `resize` and `merge` (their command lines are in commands.ts), and the
@@ -40,7 +41,7 @@ export function runCreateChild(image: string, parentPath: string, opts: CreateOp
   for (const [flag, given] of [['--size', opts.size], ['--fixed', opts.fixed], ['--sector', opts.sector], ['--physical-sector', opts.physicalSector]] as const) {
     if (given !== undefined) throw new VhdxUsageError(flag, `${flag} cannot be combined with --parent: a differencing disk takes its size and sector sizes from its parent`);
   }
-  fs.closeSync(openFileOrThrow(parentPath, 'r')); // a parent that cannot be opened is named as such, not as the child
+  requireVhdxFile(parentPath); // a parent that cannot be opened is named as such, not as the child
   const p = createParamsFrom(1, opts); // only block size, log size and creator apply
   const child = withImage(image, () =>
     VhdxDisk.createDifferencingFile(image, parentPath, { blockSizeBytes: p.blockSizeBytes, logSizeBytes: p.logSizeBytes, creator: p.creator, absoluteWin32Path: opts.parentWin32Path }),
@@ -66,7 +67,7 @@ export function runCreate(image: string, opts: CreateOptions): void {
 
 export function runResize(image: string, sizeText: string): void {
   const size = parseSize(sizeText, '--size');
-  const disk = withImage(image, () => VhdxDisk.openFile(image, { mode: 'rw' }));
+  const disk = openImage(image, { mode: 'rw' });
   const before = disk.virtualSizeBytes;
   try {
     withFile(image, () => disk.resize(size));
@@ -84,6 +85,7 @@ export function runResize(image: string, sizeText: string): void {
 }
 
 export function runMerge(child: string): void {
+  requireVhdxFile(child);
   const r = withImage(child, () => VhdxDisk.mergeFile(child));
   console.log(`${child}: merged into ${r.parentPath} (${formatBytes(r.copiedBytes)} written); ${child} is no longer needed`);
 }

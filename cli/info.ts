@@ -4,7 +4,8 @@ import { inspectChain, type ChainReport } from '../spec-model/inspect/chain';
 import { InspectResult } from '../spec-model/inspect/types';
 import { FileSource } from '../spec-model/source';
 import { formatFinding } from '../harness/check-report';
-import { withFile } from './errors';
+import { requireVhdxFile } from '../harness/image-file';
+import { EXIT, identicalHeadersWarning, withFile } from './errors';
 
 
 const hex = (n: number | bigint | undefined) => (n === undefined ? '-' : '0x' + n.toString(16));
@@ -73,12 +74,28 @@ export function formatInfo(path: string, r: InspectResult, chain?: ChainReport):
   return out.join('\n') + '\n';
 }
 
-export function runInfo(image: string, opts: { json?: boolean }): void {
+export interface InfoOptions {
+  json?: boolean;
+  /** Byte-identical headers with equal sequence numbers (Disk2VHD) are a warning, not an error (HDR-5). */
+  acceptIdenticalHeaders?: boolean;
+}
+
+/**
+ * `vhdx-conform info IMAGE`: the decoded structures. Exit status as for check: 0 when no finding
+ * is an error, 1 when one is (or the file cannot be decoded), 2 when the file cannot be opened or
+ * is not VHDX at all.
+ */
+export function runInfo(image: string, opts: InfoOptions): void {
+  requireVhdxFile(image);
   const source = withFile(image, () => new FileSource(image));
   try {
     const r = withFile(image, () => inspect(source));
+    const tolerated = !!opts.acceptIdenticalHeaders && r.headers.equalSequence?.identical === true;
+    if (tolerated) console.error(identicalHeadersWarning(image));
     const chain = r.diskType === 'differencing' ? withFile(image, () => inspectChain(image)) : undefined;
     process.stdout.write(opts.json ? infoJson(chain ? { ...r, chain } : r) : formatInfo(image, r, chain));
+    const errors = r.findings.filter((f) => f.severity === 'error' && !(tolerated && f.rule === 'HDR-5'));
+    process.exitCode = errors.length > 0 || !r.readable || chain?.problem !== undefined ? EXIT.image : EXIT.ok;
   } finally {
     source.close();
   }

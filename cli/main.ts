@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { describeError } from './errors';
+import { reportError } from './errors';
 import { VERSION } from './version';
 
 /*
@@ -23,11 +23,16 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     const { buildProgram } = require('./commands') as typeof import('./commands');
-    await buildProgram(VERSION).parseAsync(argv);
+    const program = buildProgram(VERSION);
+    if (args.length === 0) {
+      // commander would print the whole help on stderr: one line, as for any other bad argument
+      console.error(`vhdx-conform: missing command: one of ${program.commands.map((c) => c.name()).join(', ')} (see vhdx-conform --help)`);
+      process.exitCode = 2;
+      return;
+    }
+    await program.parseAsync(argv);
   } catch (e) {
-    const d = describeError(e);
-    console.error(`vhdx-conform: ${d.line}`);
-    process.exitCode = d.exitCode;
+    reportError(e);
   }
 }
 

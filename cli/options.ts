@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import * as fs from 'fs';
 import type { CreateParams } from '../impl';
-import { VhdxIoError, VhdxUsageError, type DeviceCall } from '../spec-model/format/errors';
+import { VhdxIoError, VhdxUsageError } from '../spec-model/format/errors';
+import { fsError } from '../harness/image-file';
 import { withFile } from './errors';
 
 /*
@@ -48,29 +49,42 @@ export function formatBytes(n: number): string {
 }
 
 /**
- * Makes a subcommand report bad arguments like every other error of ours: one line through
- * cli/errors.ts (`vhdx-conform: invalid arguments: ...`), exit status 2, no help dump.
+ * Makes a command report bad arguments like every other error of ours: one line through
+ * cli/errors.ts (`vhdx-conform: invalid arguments: ...`), exit status 2, no help dump. `--help`
+ * and `--version` still print and exit 0.
  */
 export function strictArguments(cmd: Command): Command {
+  const root = cmd.parent === null;
+  const name = root ? 'vhdx-conform' : `vhdx-conform ${commandPath(cmd)}`;
   return cmd
     .showHelpAfterError(false)
-    .configureOutput({ outputError: () => undefined })
+    // help on stderr is commander's answer to a missing subcommand: one line of ours instead
+    .configureOutput({ outputError: () => undefined, writeErr: () => undefined })
     .exitOverride((err) => {
-      if (err.exitCode === 0 || err.code === 'commander.help' || err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return; // commander exits
-      throw new VhdxUsageError('arguments', `${cmd.name()}: ${err.message.replace(/^error: /, '')} (see vhdx-conform ${cmd.name()} --help)`);
+      if ((err.code === 'commander.help' || err.code === 'commander.helpDisplayed' || err.code === 'commander.version') && err.exitCode === 0) return; // commander exits 0
+      const what =
+        err.code === 'commander.help'
+          ? `missing command: one of ${cmd.commands.map((c) => c.name()).join(', ')}`
+          : err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
+      throw new VhdxUsageError('arguments', `${root ? '' : `${commandPath(cmd)}: `}${what} (see ${name} --help)`);
     });
 }
 
-/** An fs call failure as a VhdxIoError carrying the file. */
-export function fsError(call: DeviceCall, file: string, err: unknown): VhdxIoError {
-  const e = err as NodeJS.ErrnoException;
-  const code = typeof e?.code === 'string' ? e.code : 'EIO';
-  const known: Record<string, string> = { ENOENT: 'no such file or directory', EACCES: 'permission denied', EISDIR: 'is a directory', ENOSPC: 'no space left on device', EROFS: 'read-only file system', ENOTDIR: 'a path component is not a directory' };
-  const reason = known[code] ?? (e?.message ?? String(err));
-  const out = new VhdxIoError(call, `cannot ${call === 'open' ? 'open' : call}: ${reason}`, undefined, code);
-  out.file = file;
-  return out;
+/** `corpus export`: the command's words after `vhdx-conform`. */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c && c.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
 }
+
+/** strictArguments for a command and every subcommand under it. */
+export function strictArgumentsEverywhere(cmd: Command): Command {
+  strictArguments(cmd);
+  for (const sub of cmd.commands) strictArgumentsEverywhere(sub);
+  return cmd;
+}
+
+export { fsError };
 
 /**
  * `withFile`, and a failure to open the file becomes one short line ("FILE: cannot open: no such

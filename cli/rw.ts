@@ -1,8 +1,9 @@
 import * as fs from 'fs';
-import { VhdxDisk } from '../impl';
+import type { VhdxDisk } from '../impl';
 import { VhdxUsageError } from '../spec-model/format/errors';
 import { withFile } from './errors';
-import { fsError, openFileOrThrow, parseSize, withImage } from './options';
+import { openImage } from './open';
+import { fsError, openFileOrThrow, parseSize } from './options';
 
 /*
  * `vhdx-conform write IMAGE --at OFFSET --from FILE|-` and `vhdx-conform read IMAGE --at OFFSET
@@ -62,7 +63,7 @@ export function runWrite(image: string, opts: { at: string; from: string }): voi
   const fd = fromStdin ? 0 : openFileOrThrow(opts.from, 'r');
   try {
     const knownLength = fromStdin ? undefined : fs.fstatSync(fd).size;
-    const disk = withImage(image, () => VhdxDisk.openFile(image, { mode: 'rw' }));
+    const disk = openImage(image, { mode: 'rw' });
     try {
       withFile(image, () => {
         checkRange(disk, at, knownLength, '--from');
@@ -117,10 +118,10 @@ function streamInto(disk: VhdxDisk, at: number, fd: number, label: string): void
   disk.write(bufStart, buf.subarray(0, whole + (rest > 0 ? lss : 0)));
 }
 
-export function runRead(image: string, opts: { at: string; length: string; to?: string }): void {
+export function runRead(image: string, opts: { at: string; length: string; to?: string; acceptIdenticalHeaders?: boolean }): void {
   const at = parseSize(opts.at, '--at');
   const length = parseSize(opts.length, '--length');
-  const disk = withImage(image, () => VhdxDisk.openFile(image, { mode: 'ro' }));
+  const disk = openImage(image, { mode: 'ro', acceptIdenticalHeaders: opts.acceptIdenticalHeaders });
   try {
     withFile(image, () => checkRange(disk, at, length, '--length'));
     const outLabel = opts.to ?? 'standard output';

@@ -15,6 +15,14 @@ export interface ImageContent {
   readonly digest: string;
 }
 
+/** Why an image could not be checked at all (or, rule FTI-1, is not VHDX at all). */
+export interface ImageError {
+  readonly kind: string;
+  readonly rule?: string;
+  readonly message: string;
+  readonly offsetBytes?: number;
+}
+
 export interface ImageCheck {
   readonly path: string;
   readonly verdict: Verdict;
@@ -22,8 +30,8 @@ export interface ImageCheck {
   readonly needsReplay: boolean;
   readonly findings: readonly Finding[];
   /** Why the image could not be read at all (verdict 'unreadable'). */
-  readonly error?: { readonly kind: string; readonly rule?: string; readonly message: string };
-  readonly content?: ImageContent | { readonly error: { readonly kind: string; readonly rule?: string; readonly message: string } };
+  readonly error?: ImageError;
+  readonly content?: ImageContent | { readonly error: ImageError };
   readonly elapsedMs: number;
 }
 

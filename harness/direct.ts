@@ -17,12 +17,13 @@ import { MERGE_CRASH } from './direct/merge';
 import { REPLAY_ENCODER } from './direct/replay-encoder';
 import { REPLAY_ENTRIES } from './direct/replay-entries';
 import { REPLAY_LOGS } from './direct/replay-logs';
+import { REPAIR_CRASH } from './direct/repair';
 import { RESIZE_CRASH } from './direct/resize';
 
 export interface DirectPropertyDef<T = unknown> {
   /** e.g. 'REPLAY-logs'. */
   readonly id: string;
-  /** The README family it belongs to: 'REPLAY' | 'HEADER' | 'READ' | 'MERGE' | 'RESIZE'. */
+  /** The README family it belongs to: 'REPLAY' | 'HEADER' | 'READ' | 'MERGE' | 'RESIZE' | 'REPAIR'. */
   readonly family: string;
   /** The jest test is named `${family}: ${title}`. */
   readonly title: string;
@@ -51,6 +52,7 @@ export const DIRECT_PROPERTIES: readonly DirectPropertyDef[] = [
   erase(BAT_TABLE),
   erase(MERGE_CRASH),
   erase(RESIZE_CRASH),
+  erase(REPAIR_CRASH),
 ];
 
 export interface DirectResult {

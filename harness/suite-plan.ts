@@ -18,6 +18,7 @@ export const FAMILY_WEIGHTS: Readonly<Record<string, number>> = {
   FAULT: 1,
   MERGE: 1,
   RESIZE: 1,
+  REPAIR: 1,
   'REPLAY-logs': 0.5,
   'REPLAY-log-ring': 0.5,
   'REPLAY-entries': 0.3,

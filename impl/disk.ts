@@ -14,6 +14,7 @@ import { mergeDisk, type MergeOptions, type MergeResult } from './merge';
 import { openDisk, openWith, type OpenOptions } from './open';
 import { mapDisk, readDisk, readDiskInto } from './read';
 import type { RegionInfo } from './regions';
+import { restoreRegionTableCopy, touchHeaders } from './repair';
 import { resizeDisk } from './resize';
 import type { DiskState } from './state';
 import { trimDisk, writeDisk } from './write';
@@ -370,6 +371,20 @@ export class VhdxDisk {
   /** Grows or shrinks the virtual disk of a dynamic or fixed disk; durable when it returns. */
   resize(virtualSizeBytes: number): void {
     resizeDisk(this.s, virtualSizeBytes);
+  }
+
+  /**
+   * The session's header update now, if not yet done (a new FileWriteGuid; the non-current slot
+   * first, a flush after each): both headers valid and distinct afterwards. Returns false, writing
+   * nothing, when the session has already updated them (repair.ts).
+   */
+  touchHeaders(): boolean {
+    return touchHeaders(this.s);
+  }
+
+  /** Rewrites the region table copy not in use from the one in use, through the log (RGN-10); false when they are already identical (repair.ts). */
+  restoreRegionTableCopy(): boolean {
+    return restoreRegionTableCopy(this.s);
   }
 
   /** Durability barrier: every earlier write and trim survives any crash once this returns. */

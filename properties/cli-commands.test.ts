@@ -315,7 +315,8 @@ describe('bad arguments and unusable files: one line, non-zero status', () => {
     expect(fails(['write', 'small.vhdx', '--at', '0', '--from', 'nothere.bin'], 2)).toBe('vhdx-conform: nothere.bin: cannot open: no such file or directory');
     expect(fails(['convert', 'nothere.raw', 'out.vhdx'], 2)).toMatch(/^vhdx-conform: nothere\.raw: cannot open/);
     expect(fs.existsSync(at('out.vhdx'))).toBe(false);
-    expect(fails(['read', 'plain.raw', '--at', '0', '--length', '1'], 1)).toMatch(/^vhdx-conform: plain\.raw: error FTI-1 /);
+    // not VHDX at all: exit 2 (issue #19's exit-code table), the rule at the end of the line
+    expect(fails(['read', 'plain.raw', '--at', '0', '--length', '1'], 2)).toBe('vhdx-conform: plain.raw: not a VHDX file: it starts with 0x0101010101010101, not "vhdxfile" (FTI-1 §2.2.1 at 0x0)');
     expect(fails(['convert', 'plain.raw', 'sub/dir/out.vhdx'], 2)).toMatch(/^vhdx-conform: sub\/dir\/out\.vhdx: cannot open: no such file or directory$/);
     // a write that fails leaves the image as it was
     const before = sha256File(at('small.vhdx'));
