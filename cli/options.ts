@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import * as fs from 'fs';
 import type { CreateParams } from '../impl';
 import { VhdxIoError, VhdxUsageError, type DeviceCall } from '../spec-model/format/errors';
+import { assertImageFileKind } from '../spec-model/source';
 import { withFile } from './errors';
 
 /*
@@ -78,6 +79,7 @@ export function fsError(call: DeviceCall, file: string, err: unknown): VhdxIoErr
  */
 export function withImage<T>(file: string, fn: () => T): T {
   try {
+    assertImageFileKind(file); // a FIFO, socket or directory: refused at once (opening a FIFO blocks)
     return withFile(file, fn);
   } catch (e) {
     if (e instanceof VhdxIoError && e.call === 'open') throw fsError('open', file, e);

@@ -5,6 +5,7 @@ import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { Worker } from 'worker_threads';
 import { VhdxUsageError } from '../../spec-model/format/errors';
+import { openImageForReading } from '../../spec-model/source';
 import { MANIFEST_SCHEMA, Manifest, ManifestImage } from '../corpus/manifest';
 import { Availability, ReadResult, ReaderAdapter, Verdict, VERDICT_TEXT } from './types';
 
@@ -53,7 +54,7 @@ export interface ReaderMatrix {
 /** SHA-256 of a file, read in 4 MiB pieces. */
 function sha256OfFile(file: string): string {
   const h = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
+  const { fd } = openImageForReading(file); // a FIFO in a corpus folder is refused, not waited on
   try {
     const buf = Buffer.alloc(4 << 20);
     for (let at = 0; ; ) {
