@@ -276,7 +276,7 @@ export const MUTATIONS: Readonly<Record<string, Mutation>> = {
     b.set(encodeLogEntry({ sequenceNumber: 20n, descriptors: [{ kind: 'data', fileOffset: img.batOffset, sector: batSector }] }, at, GUIDS.log, BigInt(b.length)), LOG_OFFSET + at);
     editHeaders(b, (h) => { h.LogGuid = GUIDS.log; });
     return b;
-  }),
+  }, true), // replay unmaps block 3: the layout no longer predicts the content
   'dirty-zero-descriptors': withLayout((img) => {
     const seq = 0x2_0000_0001n;
     const entry = encodeLogEntry({ sequenceNumber: seq, descriptors: [{ kind: 'zero', fileOffset: img.batOffset, lengthBytes: 4096 }, { kind: 'zero', fileOffset: FREE_AREA_OFFSET, lengthBytes: 8192 }] }, 0, GUIDS.log, BigInt(img.bytes.length));
