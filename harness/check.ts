@@ -1,6 +1,9 @@
 import { VhdxError, VhdxFormatError } from '../spec-model/format/errors';
 import { inspect } from '../spec-model/inspect';
-import { FileSource } from '../spec-model/source';
+import { type ChainOptions, type ChainReport, inspectChain } from '../spec-model/inspect/chain';
+import type { InspectResult } from '../spec-model/inspect/types';
+import { Finding, finding } from '../spec-model/rules';
+import { ByteSource, FileSource } from '../spec-model/source';
 import { ImageCheck, ImageContent, countFindings, verdictOf } from './check-report';
 
 function errorInfo(e: unknown): { kind: string; rule?: string; message: string } {
@@ -9,13 +12,38 @@ function errorInfo(e: unknown): { kind: string; rule?: string; message: string }
   throw e; // not ours to explain: a bug, let it surface
 }
 
+/** What `check` says of an image: the checker's findings, and for a differencing image its chain's. */
+export interface CheckFindings {
+  readonly inspect: InspectResult;
+  readonly findings: Finding[];
+  readonly chain?: ChainReport;
+  /** A differencing image whose parent is not found: conformant or not, it cannot be read here. */
+  readonly parentNotFound?: string;
+}
+
+/**
+ * The checker's findings plus the chain's (notes §5.10): a broken link (PL-14: DataWriteGuid not
+ * a linkage, a loop, too deep; LSS-3; PL-1) is an error of the image, since every reader must
+ * refuse the chain for it; a parent that is not found here is reported, not a rule broken.
+ */
+export function checkFindings(source: ByteSource, chain: { imagePath: string } & Pick<ChainOptions, 'open'>): CheckFindings {
+  const r = inspect(source);
+  const findings = [...r.findings];
+  if (r.diskType !== 'differencing') return { inspect: r, findings };
+  const report = inspectChain(chain.imagePath, { first: r, open: chain.open });
+  const p = report.problem;
+  if (p?.rule) findings.push(finding(p.rule, `differencing chain: ${p.message}`));
+  return { inspect: r, findings, chain: report, parentNotFound: p && !p.rule ? p.message : undefined };
+}
+
 /** Reads the whole virtual disk through the oracle and digests it (strict first, qemu's identical-header tolerance second). */
 export function contentOf(path: string): ImageContent | { error: { kind: string; rule?: string; message: string } } {
   // Loaded here: a check without --content (the common case) should not pay for the oracle at start-up.
   const { digestV1 } = require('../spec-model/digest') as typeof import('../spec-model/digest');
   const { openOracle } = require('../spec-model/read') as typeof import('../spec-model/read');
-  const source = new FileSource(path);
+  let source: FileSource | undefined;
   try {
+    source = new FileSource(path);
     try {
       const disk = openOracle(source, { imagePath: path });
       return { reader: 'oracle', virtualSizeBytes: disk.virtualSizeBytes, digest: digestV1(disk) };
@@ -27,7 +55,7 @@ export function contentOf(path: string): ImageContent | { error: { kind: string;
   } catch (e) {
     return { error: errorInfo(e) };
   } finally {
-    source.close();
+    source?.close();
   }
 }
 
@@ -40,14 +68,15 @@ export function checkImage(path: string, options: { content?: boolean } = {}): I
     return { path, verdict: 'unreadable', counts: { error: 0, warning: 0, info: 0 }, needsReplay: false, findings: [], error: errorInfo(e), elapsedMs: performance.now() - t0 };
   }
   try {
-    const result = inspect(source);
-    const findings = result.findings;
+    const c = checkFindings(source, { imagePath: path });
+    const findings = c.findings;
     const check: ImageCheck = {
       path,
       verdict: verdictOf(findings),
       counts: countFindings(findings),
       needsReplay: findings.some((f) => f.rule === 'LOG-39'),
       findings,
+      ...(c.parentNotFound ? { parentNotFound: c.parentNotFound } : {}),
       content: options.content ? contentOf(path) : undefined,
       elapsedMs: 0,
     };
