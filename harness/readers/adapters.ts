@@ -26,7 +26,7 @@ function caught(e: unknown): ReadResult {
 }
 
 /** Reads the disk through impl in 1 MiB pieces, skipping what impl maps as unallocated (it reads as zeros). */
-function digestDisk(disk: VhdxDisk): string {
+export function digestDisk(disk: VhdxDisk): string {
   const d = new StreamDigest();
   const buf = new Uint8Array(DIGEST_CHUNK_BYTES);
   for (const range of disk.map()) {
