@@ -394,8 +394,19 @@ function bytesFrom(seed: number, n: number): Uint8Array {
   return out;
 }
 
+/** Candidate values per site of a base's layout (they depend on the base only): computed once. */
+const candidateCache = new WeakMap<ImageLayout, Map<FieldSite, readonly Uint8Array[]>>();
+
 /** The values a field may take: extremes, neighbours of its value, offsets of the file, GUIDs of the file, random bytes. */
 export function candidateValues(bytes: Uint8Array, layout: ImageLayout, site: FieldSite): readonly Uint8Array[] {
+  let perSite = candidateCache.get(layout);
+  if (!perSite) candidateCache.set(layout, (perSite = new Map()));
+  let values = perSite.get(site);
+  if (!values) perSite.set(site, (values = computeCandidates(bytes, layout, site)));
+  return values;
+}
+
+function computeCandidates(bytes: Uint8Array, layout: ImageLayout, site: FieldSite): readonly Uint8Array[] {
   const { kind, sizeBytes, at } = site;
   const out: Uint8Array[] = [];
   if (kind === 'u8' || kind === 'u16' || kind === 'u32' || kind === 'u64') {
