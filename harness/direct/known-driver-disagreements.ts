@@ -72,6 +72,12 @@ export const KNOWN_DRIVER_DISAGREEMENTS: readonly KnownDriverDisagreement[] = [
       'impl refuses a header whose LogOffset + LogLength passes 2^52 bytes with HDR-8 or HDR-9 ("header log location is invalid"), although both hold (multiples of 1 MiB after the header section). Dirty (LogGuid set): no entry of such a log is in the file, so it must refuse with LOG-28 as check does; clean: it must open the file read-only and read-write (the log is never read; a write that needs it may fail later with a typed error)',
     matches: (b) => b.kind === 'refusal-rule-not-checked' && (b.rule === 'HDR-8' || b.rule === 'HDR-9') && /log location is invalid/.test(b.message),
   },
+  {
+    id: 'impl-empty-locator-string-pl5',
+    description:
+      'impl refuses a parent locator entry with a zero KeyOffset, ValueOffset, KeyLength or ValueLength with PL-5 ("empty or lies outside the item"); PL-5 (inside the item) may hold for it, the rule it breaks is PL-4 (all four nonzero, §2.6.2.6.2). It must refuse with PL-4 for an empty or zero-offset string and keep PL-5 for a range outside the item, as check does',
+    matches: (b) => b.kind === 'refusal-rule-not-checked' && b.rule === 'PL-5' && /empty or lies outside/.test(b.message) && b.checkErrors.includes('PL-4'),
+  },
 ];
 
 /** The allowlist in force (empty with VHDX_KNOWN_DRIVER_DISAGREEMENTS=0). */
