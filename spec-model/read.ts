@@ -198,7 +198,10 @@ function readMetadata(source: ByteSource, r: Located): Metadata {
     const pairs = new Map<string, string>();
     for (const e of decoded.entries) {
       if (e.KeyOffset + e.KeyLength > item.length || e.ValueOffset + e.ValueLength > item.length) fail('PL-5', 'a parent locator string lies outside the item', r.metadataOffsetBytes);
-      pairs.set(decodeUtf16le(item.subarray(e.KeyOffset, e.KeyOffset + e.KeyLength)), decodeUtf16le(item.subarray(e.ValueOffset, e.ValueOffset + e.ValueLength)));
+      const key = decodeUtf16le(item.subarray(e.KeyOffset, e.KeyOffset + e.KeyLength));
+      // §2.6.2.6.2: keys are unique; a repeated key (a second parent_linkage) leaves the parent unverifiable.
+      if (pairs.has(key)) fail('PL-7', `the parent locator has the key ${JSON.stringify(key)} more than once`, r.metadataOffsetBytes);
+      pairs.set(key, decodeUtf16le(item.subarray(e.ValueOffset, e.ValueOffset + e.ValueLength)));
     }
     md.locator = pairs;
   }
