@@ -134,6 +134,8 @@ describe('HOSTILE: the inputs issue 17 measured', () => {
 });
 
 const haveThirdParty = fs.existsSync(path.join(THIRD_PARTY_DIR, 'fixed.vhdx.gz'));
+// With CI=true a missing third-party image fails the test (decompressThirdParty throws); outside CI it is skipped, saying where it is looked for.
+if (!haveThirdParty && process.env.CI !== 'true') console.warn(`skipping the truncated third-party image case: ${path.join(THIRD_PARTY_DIR, 'fixed.vhdx.gz')} not found (check out ../shared)`);
 
 describe('HOSTILE: the CLI on a truncated image and on files that are not images', () => {
   let buildDir: string;
@@ -153,7 +155,7 @@ describe('HOSTILE: the CLI on a truncated image and on files that are not images
     return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr.toString('utf8') };
   };
 
-  (haveThirdParty ? test : test.skip)('the third-party fixed image cut to 9,959,242 bytes: BAT-23 in check and check --content; read and convert do not return zeros for it', () => {
+  (haveThirdParty || process.env.CI === 'true' ? test : test.skip)('the third-party fixed image cut to 9,959,242 bytes: BAT-23 in check and check --content; read and convert do not return zeros for it', () => {
     const full = decompressThirdParty('fixed.vhdx.gz', work);
     const cut = path.join(work, 'fixed-cut.vhdx');
     fs.writeFileSync(cut, fs.readFileSync(full).subarray(0, 9_959_242));
