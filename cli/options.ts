@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import type { CreateParams } from '../impl';
 import { VhdxIoError, VhdxUsageError } from '../spec-model/format/errors';
 import { fsError } from '../harness/image-file';
+import { assertImageFileKind } from '../spec-model/source';
 import { withFile } from './errors';
 
 /*
@@ -92,6 +93,7 @@ export { fsError };
  */
 export function withImage<T>(file: string, fn: () => T): T {
   try {
+    assertImageFileKind(file); // a FIFO, socket or directory: refused at once (opening a FIFO blocks)
     return withFile(file, fn);
   } catch (e) {
     if (e instanceof VhdxIoError && e.call === 'open') throw fsError('open', file, e);

@@ -32,6 +32,8 @@ export interface ImageCheck {
   /** Why the image could not be read at all (verdict 'unreadable'). */
   readonly error?: ImageError;
   readonly content?: ImageContent | { readonly error: ImageError };
+  /** A differencing image whose parent is not found here (no rule broken, but no reader can read it here). */
+  readonly parentNotFound?: string;
   readonly elapsedMs: number;
 }
 
@@ -56,7 +58,8 @@ export function formatVerdict(c: ImageCheck): string {
   if (c.verdict === 'unreadable') return `${c.path}: unreadable: ${c.error?.message ?? 'unknown error'}`;
   const parts = [`${c.counts.error} error${c.counts.error === 1 ? '' : 's'}`, `${c.counts.warning} warning${c.counts.warning === 1 ? '' : 's'}`];
   const replay = c.needsReplay ? '; needs replay: yes' : '';
-  return `${c.path}: ${c.verdict.replace(/-/g, ' ')} (${parts.join(', ')}${replay})`;
+  const parent = c.parentNotFound ? `; cannot be read here: ${c.parentNotFound}` : '';
+  return `${c.path}: ${c.verdict.replace(/-/g, ' ')} (${parts.join(', ')}${replay}${parent})`;
 }
 
 export function checkJson(images: readonly ImageCheck[], toolVersion: string): string {

@@ -1,6 +1,9 @@
 import { VhdxError, VhdxFormatError } from '../spec-model/format/errors';
 import { inspect } from '../spec-model/inspect';
-import { FileSource } from '../spec-model/source';
+import { type ChainOptions, type ChainReport, inspectChain } from '../spec-model/inspect/chain';
+import type { InspectResult } from '../spec-model/inspect/types';
+import { Finding, finding } from '../spec-model/rules';
+import { ByteSource, FileSource } from '../spec-model/source';
 import { ImageCheck, ImageContent, ImageError, countFindings, verdictOf } from './check-report';
 import { requireVhdxFile } from './image-file';
 
@@ -12,13 +15,38 @@ function errorInfo(e: unknown, path: string): ImageError {
   throw e; // not ours to explain: a bug, let it surface
 }
 
+/** What `check` says of an image: the checker's findings, and for a differencing image its chain's. */
+export interface CheckFindings {
+  readonly inspect: InspectResult;
+  readonly findings: Finding[];
+  readonly chain?: ChainReport;
+  /** A differencing image whose parent is not found: conformant or not, it cannot be read here. */
+  readonly parentNotFound?: string;
+}
+
+/**
+ * The checker's findings plus the chain's (notes §5.10): a broken link (PL-14: DataWriteGuid not
+ * a linkage, a loop, too deep; LSS-3; PL-1) is an error of the image, since every reader must
+ * refuse the chain for it; a parent that is not found here is reported, not a rule broken.
+ */
+export function checkFindings(source: ByteSource, chain: { imagePath: string } & Pick<ChainOptions, 'open'>): CheckFindings {
+  const r = inspect(source);
+  const findings = [...r.findings];
+  if (r.diskType !== 'differencing') return { inspect: r, findings };
+  const report = inspectChain(chain.imagePath, { first: r, open: chain.open });
+  const p = report.problem;
+  if (p?.rule) findings.push(finding(p.rule, `differencing chain: ${p.message}`));
+  return { inspect: r, findings, chain: report, parentNotFound: p && !p.rule ? p.message : undefined };
+}
+
 /** Reads the whole virtual disk through the oracle and digests it (strict first, qemu's identical-header tolerance second). */
 export function contentOf(path: string): ImageContent | { error: ImageError } {
   // Loaded here: a check without --content (the common case) should not pay for the oracle at start-up.
   const { digestV1 } = require('../spec-model/digest') as typeof import('../spec-model/digest');
   const { openOracle } = require('../spec-model/read') as typeof import('../spec-model/read');
-  const source = new FileSource(path);
+  let source: FileSource | undefined;
   try {
+    source = new FileSource(path);
     try {
       const disk = openOracle(source, { imagePath: path });
       return { reader: 'oracle', virtualSizeBytes: disk.virtualSizeBytes, digest: digestV1(disk) };
@@ -30,7 +58,7 @@ export function contentOf(path: string): ImageContent | { error: ImageError } {
   } catch (e) {
     return { error: errorInfo(e, path) };
   } finally {
-    source.close();
+    source?.close();
   }
 }
 
@@ -56,8 +84,8 @@ export function checkImage(path: string, options: { content?: boolean } = {}): I
     return unreadable(e);
   }
   try {
-    const result = inspect(source);
-    const findings = result.findings;
+    const c = checkFindings(source, { imagePath: path });
+    const findings = c.findings;
     const check: ImageCheck = {
       path,
       verdict: notVhdx ? 'unreadable' : verdictOf(findings),
@@ -65,6 +93,7 @@ export function checkImage(path: string, options: { content?: boolean } = {}): I
       needsReplay: findings.some((f) => f.rule === 'LOG-39'),
       findings,
       ...(notVhdx ? { error: notVhdx } : {}),
+      ...(c.parentNotFound ? { parentNotFound: c.parentNotFound } : {}),
       content: options.content && !notVhdx ? contentOf(path) : undefined,
       elapsedMs: 0,
     };

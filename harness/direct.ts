@@ -12,6 +12,7 @@ import { VhdxUsageError } from '../spec-model/format/errors';
 import { counterexampleDir } from './events';
 import { BAT_TABLE } from './direct/bat';
 import { HEADER_PAIRS } from './direct/header-pairs';
+import { HOSTILE_AGREEMENT } from './direct/hostile-agreement';
 import { LOG_RING } from './direct/log-writer';
 import { MERGE_CRASH } from './direct/merge';
 import { REPLAY_ENCODER } from './direct/replay-encoder';
@@ -23,7 +24,7 @@ import { RESIZE_CRASH } from './direct/resize';
 export interface DirectPropertyDef<T = unknown> {
   /** e.g. 'REPLAY-logs'. */
   readonly id: string;
-  /** The README family it belongs to: 'REPLAY' | 'HEADER' | 'READ' | 'MERGE' | 'RESIZE' | 'REPAIR'. */
+  /** The README family it belongs to: 'REPLAY' | 'HEADER' | 'READ' | 'MERGE' | 'RESIZE' | 'REPAIR' | 'HOSTILE'. */
   readonly family: string;
   /** The jest test is named `${family}: ${title}`. */
   readonly title: string;
@@ -53,6 +54,7 @@ export const DIRECT_PROPERTIES: readonly DirectPropertyDef[] = [
   erase(MERGE_CRASH),
   erase(RESIZE_CRASH),
   erase(REPAIR_CRASH),
+  erase(HOSTILE_AGREEMENT),
 ];
 
 export interface DirectResult {

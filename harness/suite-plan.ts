@@ -25,6 +25,7 @@ export const FAMILY_WEIGHTS: Readonly<Record<string, number>> = {
   'REPLAY-encoder': 0.3,
   'HEADER-pairs': 0.2,
   'READ-bat': 0.2,
+  'HOSTILE-agreement': 0.5,
 };
 
 /** The `suite --help` text that names the stages and their shares. */

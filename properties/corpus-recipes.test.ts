@@ -64,7 +64,7 @@ describe('corpus recipes regenerate byte-for-byte and match their expectations',
         if (!(e instanceof VhdxError) || e instanceof VhdxInternalError) throw e;
         result = { kind: 'refused', message: e.message };
       }
-      expect({ id, mode, verdict: judge(img, result).verdict }).toEqual({ id, mode, verdict: 'agrees' });
+      expect({ id, mode, verdict: judge(img, result, `impl-${mode}`).verdict }).toEqual({ id, mode, verdict: 'agrees' });
     }
 
     // Our own images stay small (dynamic images are sparse; virtual sizes may be large).

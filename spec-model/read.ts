@@ -41,6 +41,7 @@ import {
   decodeUtf16le,
   formatOffset,
   isPowerOfTwo,
+  payloadStateName,
   isZeroGuid,
   verifyChecksum,
 } from './format';
@@ -103,18 +104,30 @@ export interface Located {
 }
 
 export function locateRegions(source: ByteSource): Located {
+  let firstInvalid: { rule: string; message: string } | undefined;
   for (const at of REGION_TABLE_OFFSETS_BYTES) {
     const table = readPadded(source, at, REGION_TABLE_SIZE_BYTES);
     const h = REGION_TABLE_HEADER.decode(table);
-    if (h.Signature !== SIGNATURE.regionTable || !verifyChecksum(table, 0, REGION_TABLE_SIZE_BYTES)) continue;
-    if (h.EntryCount > REGION_TABLE_MAX_ENTRIES) fail('RGN-3', `region table EntryCount ${h.EntryCount} exceeds 2047`, at + REGION_TABLE_HEADER.offsetOf('EntryCount'));
+    const signatureOk = h.Signature === SIGNATURE.regionTable;
+    if (!signatureOk || !verifyChecksum(table, 0, REGION_TABLE_SIZE_BYTES)) {
+      firstInvalid ??= signatureOk ? { rule: 'RGN-2', message: `region table copy ${at === REGION_TABLE_OFFSETS_BYTES[0] ? 1 : 2} checksum does not match its CRC-32C` } : { rule: 'RGN-1', message: `region table copy ${at === REGION_TABLE_OFFSETS_BYTES[0] ? 1 : 2} signature is not "regi"` };
+      continue;
+    }
+    if (h.EntryCount > REGION_TABLE_MAX_ENTRIES) {
+      // As unusable as a bad checksum: copy 2 is tried (the checker reads the same copy).
+      firstInvalid ??= { rule: 'RGN-3', message: `region table EntryCount ${h.EntryCount} exceeds 2047` };
+      continue;
+    }
     const found: Partial<Located> = {};
     for (let i = 0; i < h.EntryCount; i++) {
       const e = REGION_TABLE_ENTRY.decode(table, REGION_TABLE_HEADER.sizeBytes + i * REGION_TABLE_ENTRY.sizeBytes);
+      // A repeated GUID (RGN-5) is ignored after its first entry, as the checker does.
       if (e.Guid === BAT_REGION_GUID) {
+        if (found.batOffsetBytes !== undefined) continue;
         found.batOffsetBytes = Number(e.FileOffset);
         found.batLengthBytes = e.Length;
       } else if (e.Guid === METADATA_REGION_GUID) {
+        if (found.metadataOffsetBytes !== undefined) continue;
         found.metadataOffsetBytes = Number(e.FileOffset);
         found.metadataLengthBytes = e.Length;
       } else if (e.Required & 1) {
@@ -124,7 +137,7 @@ export function locateRegions(source: ByteSource): Located {
     if (found.batOffsetBytes === undefined || found.metadataOffsetBytes === undefined) fail('RGN-12', 'the region table lacks the BAT or the metadata region', at);
     return found as Located;
   }
-  fail('RGN-2', 'neither region table copy is valid', REGION_TABLE_OFFSETS_BYTES[0]);
+  fail(firstInvalid!.rule, `neither region table copy is valid: ${firstInvalid!.message}`, REGION_TABLE_OFFSETS_BYTES[0]);
 }
 
 interface Metadata {
@@ -136,24 +149,33 @@ interface Metadata {
 }
 
 function readMetadata(source: ByteSource, r: Located): Metadata {
+  if (r.metadataOffsetBytes >= source.sizeBytes) fail('MD-2', `the metadata region at ${formatOffset(r.metadataOffsetBytes)} lies past the end of the file (${source.sizeBytes} bytes): there is no metadata table`, r.metadataOffsetBytes);
+  if (r.metadataLengthBytes < 64 * 1024) fail('MD-1', `the metadata region is ${r.metadataLengthBytes} bytes, too short for the 64 KiB metadata table`, r.metadataOffsetBytes);
   const table = readPadded(source, r.metadataOffsetBytes, 64 * 1024);
   const h = METADATA_TABLE_HEADER.decode(table);
   if (h.Signature !== SIGNATURE.metadataTable) fail('MD-2', 'metadata table signature is not "metadata"', r.metadataOffsetBytes);
   if (h.EntryCount > METADATA_TABLE_MAX_ENTRIES) fail('MD-4', `metadata EntryCount ${h.EntryCount} exceeds 2047`, r.metadataOffsetBytes);
+  // LAY-4: the table's entries and the items read must be in the file (not zeros made up past its end).
+  const tableEnd = r.metadataOffsetBytes + METADATA_TABLE_HEADER.sizeBytes + h.EntryCount * METADATA_TABLE_ENTRY.sizeBytes;
+  if (tableEnd > source.sizeBytes) fail('LAY-4', `the metadata table's ${h.EntryCount} entries end at ${formatOffset(tableEnd)}, past the end of the file (${source.sizeBytes} bytes)`, r.metadataOffsetBytes);
   const items = new Map<string, Uint8Array>();
   for (let i = 0; i < h.EntryCount; i++) {
     const e = METADATA_TABLE_ENTRY.decode(table, METADATA_TABLE_HEADER.sizeBytes + i * METADATA_TABLE_ENTRY.sizeBytes);
     const known = KNOWN_METADATA_ITEMS.some((k) => k.guid === e.ItemId) && !(e.Flags & MetadataEntryFlag.IsUser);
+    if (known && items.has(e.ItemId)) continue; // a repeated item (MD-6): the first counts, as for the checker
     if (!known) {
       if (e.Flags & MetadataEntryFlag.IsRequired) fail('MD-17', `required metadata item ${e.ItemId} is not known to this reader`, r.metadataOffsetBytes);
       continue;
     }
     if (e.Length > METADATA_ITEM_MAX_LENGTH_BYTES || e.Offset + e.Length > r.metadataLengthBytes) fail('MD-8', `metadata item ${e.ItemId} lies outside the metadata region`, r.metadataOffsetBytes);
+    const itemEnd = r.metadataOffsetBytes + e.Offset + e.Length;
+    if (itemEnd > source.sizeBytes) fail('LAY-4', `metadata item ${e.ItemId} ends at ${formatOffset(itemEnd)}, past the end of the file (${source.sizeBytes} bytes)`, r.metadataOffsetBytes);
     items.set(e.ItemId, readPadded(source, r.metadataOffsetBytes + e.Offset, e.Length));
   }
   const need = (guid: string, minLength: number, name: string): Uint8Array => {
     const item = items.get(guid);
-    if (!item || item.length < minLength) fail('MD-20', `metadata item ${name} is missing or too short`, r.metadataOffsetBytes);
+    if (!item) fail('MD-20', `metadata item ${name} is missing`, r.metadataOffsetBytes);
+    if (item.length < minLength) fail('MD-21', `metadata item ${name} is ${item.length} bytes, shorter than its ${minLength} bytes`, r.metadataOffsetBytes);
     return item;
   };
   const fp = FILE_PARAMETERS.decode(need(METADATA_ITEM.fileParameters, 8, 'File Parameters'));
@@ -164,7 +186,8 @@ function readMetadata(source: ByteSource, r: Located): Metadata {
   need(METADATA_ITEM.virtualDiskId, 16, 'Virtual Disk ID');
   if (!isPowerOfTwo(fp.BlockSize) || fp.BlockSize < MiB || fp.BlockSize > 256 * MiB) fail('FP-1', `BlockSize ${fp.BlockSize} is not a power of two in 1..256 MiB`);
   if (lss !== 512 && lss !== 4096) fail('LSS-1', `LogicalSectorSize ${lss} is not 512 or 4096`);
-  if (virtualSize > 64n * BigInt(MiB) * BigInt(MiB) || virtualSize % BigInt(lss) !== 0n) fail('VDS-1', `VirtualDiskSize ${virtualSize} is not a multiple of ${lss} up to 64 TiB`);
+  if (virtualSize > 64n * BigInt(MiB) * BigInt(MiB)) fail('VDS-2', `VirtualDiskSize ${virtualSize} exceeds 64 TiB`);
+  if (virtualSize % BigInt(lss) !== 0n) fail('VDS-1', `VirtualDiskSize ${virtualSize} is not a multiple of the logical sector size ${lss}`);
   const md: Metadata = { blockSizeBytes: fp.BlockSize, flags: fp.Flags, virtualSizeBytes: Number(virtualSize), logicalSectorSizeBytes: lss };
   if (fp.Flags & FileParametersFlag.HasParent) {
     const item = items.get(METADATA_ITEM.parentLocator);
@@ -175,7 +198,10 @@ function readMetadata(source: ByteSource, r: Located): Metadata {
     const pairs = new Map<string, string>();
     for (const e of decoded.entries) {
       if (e.KeyOffset + e.KeyLength > item.length || e.ValueOffset + e.ValueLength > item.length) fail('PL-5', 'a parent locator string lies outside the item', r.metadataOffsetBytes);
-      pairs.set(decodeUtf16le(item.subarray(e.KeyOffset, e.KeyOffset + e.KeyLength)), decodeUtf16le(item.subarray(e.ValueOffset, e.ValueOffset + e.ValueLength)));
+      const key = decodeUtf16le(item.subarray(e.KeyOffset, e.KeyOffset + e.KeyLength));
+      // §2.6.2.6.2: keys are unique; a repeated key (a second parent_linkage) leaves the parent unverifiable.
+      if (pairs.has(key)) fail('PL-7', `the parent locator has the key ${JSON.stringify(key)} more than once`, r.metadataOffsetBytes);
+      pairs.set(key, decodeUtf16le(item.subarray(e.ValueOffset, e.ValueOffset + e.ValueLength)));
     }
     md.locator = pairs;
   }
@@ -216,6 +242,12 @@ export function openOracle(source: ByteSource, options: OracleOptions = {}, dept
   const hasParent = (md.flags & FileParametersFlag.HasParent) !== 0;
   const g = computeGeometry({ virtualDiskSizeBytes: md.virtualSizeBytes, blockSizeBytes: md.blockSizeBytes, logicalSectorSizeBytes: md.logicalSectorSizeBytes, hasParent });
   if (regions.batLengthBytes < g.totalBatEntries * BAT_ENTRY_SIZE_BYTES) fail('BAT-1', `the BAT region (${regions.batLengthBytes} bytes) cannot hold ${g.totalBatEntries} entries`, regions.batOffsetBytes);
+  // The entries the disk needs must be in the file: read as zeros they would say NOT_PRESENT for
+  // blocks whose state the file does not hold (LAY-4; the same fault as LOG-29's truncated file).
+  const batNeededEnd = regions.batOffsetBytes + g.totalBatEntries * BAT_ENTRY_SIZE_BYTES;
+  if (g.totalBatEntries > 0 && batNeededEnd > view.sizeBytes) {
+    fail('LAY-4', `the BAT region at ${formatOffset(regions.batOffsetBytes)} needs ${g.totalBatEntries} entries up to ${formatOffset(batNeededEnd)}, past the end of the file (${view.sizeBytes} bytes)`, regions.batOffsetBytes);
+  }
 
   let parent: OracleDisk | undefined;
   let parentPath: string | undefined;
@@ -243,12 +275,29 @@ export function openOracle(source: ByteSource, options: OracleOptions = {}, dept
 
   const entryOf = (batIndex: number) => decodeBatEntry(readPadded(view, regions.batOffsetBytes + batIndex * BAT_ENTRY_SIZE_BYTES, BAT_ENTRY_SIZE_BYTES), 0);
   const lss = md.logicalSectorSizeBytes;
+  const fileSizeBytes = view.sizeBytes;
+
+  /**
+   * BAT-23: a present block's data must be in the file; the part past the file's end is data
+   * that is not there, and reading it as zeros would return what the disk never held.
+   */
+  const requireInFile = (what: string, batIndex: number, fileOffsetBytes: number, usedBytes: number): void => {
+    const end = fileOffsetBytes + usedBytes;
+    if (end > fileSizeBytes) {
+      fail('BAT-23', `${what} at file offset ${formatOffset(fileOffsetBytes)} ends at ${formatOffset(end)}, past the end of the file (${fileSizeBytes} bytes): its data is not there`, regions.batOffsetBytes + batIndex * BAT_ENTRY_SIZE_BYTES);
+    }
+  };
+  const usedBytesOf = (block: number) => Math.min(md.blockSizeBytes, md.virtualSizeBytes - block * md.blockSizeBytes);
 
   /** Reads [offset, offset+length) lying inside one payload block. */
   const readInBlock = (offsetBytes: number, lengthBytes: number, out: Uint8Array, outAt: number): void => {
     const block = Math.floor(offsetBytes / md.blockSizeBytes);
     const inBlock = offsetBytes - block * md.blockSizeBytes;
-    const e = entryOf(batIndexOfPayload(block, g.chunkRatio));
+    const batIndex = batIndexOfPayload(block, g.chunkRatio);
+    const e = entryOf(batIndex);
+    if (e.State === PayloadBlockState.PAYLOAD_BLOCK_FULLY_PRESENT || e.State === PayloadBlockState.PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+      requireInFile(`payload block ${block} (${payloadStateName(e.State)})`, batIndex, e.FileOffsetMB * MiB, usedBytesOf(block));
+    }
     const fromFile = (at: number, len: number, dst: number) => out.set(readPadded(view, e.FileOffsetMB * MiB + at, len), dst);
     const fromParent = (at: number, len: number, dst: number) => {
       if (parent) out.set(parent.read(at, len), dst);
@@ -260,8 +309,10 @@ export function openOracle(source: ByteSource, options: OracleOptions = {}, dept
       case PayloadBlockState.PAYLOAD_BLOCK_PARTIALLY_PRESENT: {
         if (!hasParent) fail('BAT-9', `payload block ${block} is PARTIALLY_PRESENT in a file without a parent`);
         const chunk = Math.floor(block / g.chunkRatio);
-        const sb = entryOf(batIndexOfSectorBitmap(chunk, g.chunkRatio));
+        const sbIndex = batIndexOfSectorBitmap(chunk, g.chunkRatio);
+        const sb = entryOf(sbIndex);
         if (sb.State !== SectorBitmapState.SB_BLOCK_PRESENT) fail('BAT-10', `payload block ${block} is PARTIALLY_PRESENT but its sector bitmap block is not present`);
+        requireInFile(`the sector bitmap block of chunk ${chunk} (SB_BLOCK_PRESENT)`, sbIndex, sb.FileOffsetMB * MiB, MiB);
         for (let at = 0; at < lengthBytes; at += lss) {
           const sector = (offsetBytes + at) / lss;
           const bit = sector % (8 * MiB);

@@ -300,7 +300,9 @@ export function planReplay(source: ByteSource, header: Header): ReplayResult {
       const target = d.descriptor.FileOffset;
       const lengthBytes = d.kind === 'data' ? BigInt(LOG_SECTOR_SIZE_BYTES) : d.descriptor.ZeroLength;
       if (target + lengthBytes > BigInt(MAX_REPLAY_TARGET_BYTES)) {
-        findings.push(finding('LOG-38', `log entry ${h.SequenceNumber}: a ${d.kind} descriptor targets ${target} + ${lengthBytes} bytes, beyond any file a VHDX disk needs`, e.fileOffsetBytes));
+        // Not replayable: no file reaches there, and a log that cannot be replayed leaves the file
+        // unopenable (LOG-25, LOG-26), so this LOG-38 is an error whatever the rule's level.
+        findings.push(finding('LOG-38', `log entry ${h.SequenceNumber}: a ${d.kind} descriptor targets ${target} + ${lengthBytes} bytes, beyond any file a VHDX disk needs (${MAX_REPLAY_TARGET_BYTES} bytes): the log cannot be replayed`, e.fileOffsetBytes, 'error'));
         plausible = false;
         continue;
       }

@@ -1,5 +1,73 @@
 import * as fs from 'fs';
-import { VhdxIoError } from './format/errors';
+import { VhdxIoError, VhdxNotAFileError } from './format/errors';
+
+/** What a stat says the path is, when it is not something an image can be read from. */
+function notAFileKind(st: fs.Stats): string | undefined {
+  if (st.isFile() || st.isBlockDevice()) return undefined;
+  if (st.isFIFO()) return 'FIFO';
+  if (st.isSocket()) return 'socket';
+  if (st.isDirectory()) return 'directory';
+  if (st.isCharacterDevice()) return 'character device';
+  return 'special file';
+}
+
+/**
+ * Refuses a path that exists and is not a regular file or a block device (a FIFO, a socket, a
+ * directory, a character device) with VhdxNotAFileError, without opening it: opening a FIFO that
+ * has no writer blocks. A path that does not exist passes (the caller's open reports it).
+ */
+export function assertImageFileKind(path: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(path);
+  } catch {
+    return;
+  }
+  const kind = notAFileKind(st);
+  if (kind) throw new VhdxNotAFileError(path, kind);
+}
+
+/** Size of a block device from sysfs (fstat gives 0 for one), in bytes. */
+function blockDeviceSizeBytes(rdev: number): number {
+  // Linux dev_t (glibc's gnu_dev_major/minor): major = bits 8-19 | bits 44-63 >> 32; minor = bits 0-7 | bits 20-43 >> 12.
+  const dev = BigInt(rdev);
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  try {
+    return Number(fs.readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8').trim()) * 512;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Opens an image for reading: a regular file or a block device, nothing else (VhdxNotAFileError
+ * at once for a FIFO, socket, directory or character device). Opened non-blocking so that a path
+ * swapped for a FIFO after the check cannot hang the open; non-blocking has no effect on reads of
+ * files and block devices.
+ */
+export function openImageForReading(path: string): { fd: number; sizeBytes: number } {
+  assertImageFileKind(path);
+  let fd: number;
+  try {
+    fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENXIO') throw new VhdxNotAFileError(path, 'socket');
+    throw Object.assign(new VhdxIoError('open', `${path}: cannot open: ${err.code ?? err.message}`, undefined, err.code), { file: path });
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    const kind = notAFileKind(st);
+    if (kind) throw new VhdxNotAFileError(path, kind);
+    return { fd, sizeBytes: st.isBlockDevice() ? blockDeviceSizeBytes(st.rdev) : st.size };
+  } catch (e) {
+    fs.closeSync(fd);
+    if (e instanceof VhdxIoError) throw e;
+    const err = e as NodeJS.ErrnoException;
+    throw Object.assign(new VhdxIoError('open', `${path}: cannot stat: ${err.code ?? err.message}`, undefined, err.code), { file: path });
+  }
+}
 
 /**
  * A synchronous, read-only view of an image's bytes. `read` returns exactly the bytes that
@@ -27,18 +95,14 @@ export class MemorySource implements ByteSource {
   }
 }
 
-/** A file opened read-only; the model never writes. */
+/** A file (or block device) opened read-only; the model never writes. Anything else is refused at once (openImageForReading). */
 export class FileSource implements ByteSource {
   private readonly fd: number;
   readonly sizeBytes: number;
   constructor(readonly name: string) {
-    try {
-      this.fd = fs.openSync(name, 'r');
-      this.sizeBytes = fs.fstatSync(this.fd).size;
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      throw Object.assign(new VhdxIoError('open', `${name}: cannot open: ${err.code ?? err.message}`, undefined, err.code), { file: name });
-    }
+    const opened = openImageForReading(name);
+    this.fd = opened.fd;
+    this.sizeBytes = opened.sizeBytes;
   }
   read(offsetBytes: number, lengthBytes: number): Uint8Array {
     const start = Math.min(Math.max(0, offsetBytes), this.sizeBytes);

@@ -15,6 +15,15 @@ import { Availability, ReadResult, ReaderAdapter } from './types';
 export interface AdapterOptions {
   /** Per image, for external tools. */
   readonly timeoutMs?: number;
+  /** Measure each tool's peak RSS (GNU time), reported as ReadResult.peakRssKiB. */
+  readonly measureMemory?: boolean;
+  /** Stop a tool that streams the disk once it has returned this many bytes (a hostile size claim): ReadResult.stoppedAtBytes. */
+  readonly maxContentBytes?: number;
+}
+
+/** The larger peak RSS of two results (undefined when neither was measured). */
+function maxRss(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.max(a, b);
 }
 
 /** A typed error is a refusal; an internal error or anything untyped from our own code is a crash (a bug). */
@@ -26,7 +35,7 @@ function caught(e: unknown): ReadResult {
 }
 
 /** Reads the disk through impl in 1 MiB pieces, skipping what impl maps as unallocated (it reads as zeros). */
-function digestDisk(disk: VhdxDisk): string {
+export function digestDisk(disk: VhdxDisk): string {
   const d = new StreamDigest();
   const buf = new Uint8Array(DIGEST_CHUNK_BYTES);
   for (const range of disk.map()) {
@@ -134,18 +143,21 @@ export function qemuReader(o: AdapterOptions = {}): ReaderAdapter {
       const copy = path.join(scratchDir, 'qemu-copy.vhdx');
       const raw = path.join(scratchDir, 'qemu.raw');
       copyWithParents(imagePath, copy);
-      const convert = () => runTool('qemu-img', ['convert', '-f', 'vhdx', '-O', 'raw', copy, raw], { timeoutMs, digestStdout: false });
+      const run = { timeoutMs, digestStdout: false, measureMemory: o.measureMemory };
+      const convert = () => runTool('qemu-img', ['convert', '-f', 'vhdx', '-O', 'raw', copy, raw], run);
       let r = await convert();
       let note = '';
+      let rss = r.peakRssKiB;
       if (r.status !== 0 && /replay the log/i.test(r.stderr)) {
-        const rw = await runTool('qemu-io', ['-f', 'vhdx', '-c', 'flush', copy], { timeoutMs, digestStdout: false });
+        const rw = await runTool('qemu-io', ['-f', 'vhdx', '-c', 'flush', copy], run);
         const opened = judgeRun('qemu-io (read-write open to replay)', rw, timeoutMs, () => '');
         if (opened.kind !== 'content') return opened;
         note = 'qemu-img convert refused the dirty image read-only; replayed by a read-write open (qemu-io) of the copy first';
         r = await convert();
+        rss = maxRss(maxRss(rss, rw.peakRssKiB), r.peakRssKiB);
       }
       try {
-        const result = judgeRun('qemu-img', r, timeoutMs, () => digestRawFileStreamed(raw));
+        const result = judgeRun('qemu-img', { ...r, peakRssKiB: rss }, timeoutMs, () => digestRawFileStreamed(raw));
         return note ? { ...result, note } : result;
       } catch (e) {
         return { kind: 'crashed', message: `qemu-img exited 0 but its raw output could not be read: ${(e as Error).message}` };
@@ -195,7 +207,7 @@ export function libvhdiReader(o: AdapterOptions = {}): ReaderAdapter {
     description: 'libvhdi via pyvhdi (/usr/bin/python3), media read in 1 MiB pieces',
     available: () => toolAvailability('libvhdi'),
     async read(imagePath) {
-      const r = await runTool(SYSTEM_PYTHON, ['-c', PYVHDI_SCRIPT, imagePath], { timeoutMs, digestStdout: true });
+      const r = await runTool(SYSTEM_PYTHON, ['-c', PYVHDI_SCRIPT, imagePath], { timeoutMs, digestStdout: true, measureMemory: o.measureMemory, maxStdoutBytes: o.maxContentBytes });
       return judgeRun('libvhdi', r, timeoutMs, () => r.stdoutDigest!);
     },
   };
@@ -209,7 +221,7 @@ export function sevenZipReader(o: AdapterOptions = {}): ReaderAdapter {
     description: '7zz e -so -tvhdx IMAGE (stdout streamed into the digest)',
     available: () => toolAvailability('7zz'),
     async read(imagePath) {
-      const r = await runTool('7zz', ['e', '-so', '-tvhdx', imagePath], { timeoutMs, digestStdout: true });
+      const r = await runTool('7zz', ['e', '-so', '-tvhdx', imagePath], { timeoutMs, digestStdout: true, measureMemory: o.measureMemory, maxStdoutBytes: o.maxContentBytes });
       const result = judgeRun('7zz', r, timeoutMs, () => r.stdoutDigest!);
       // 7-Zip may report an error after streaming the (stale) disk anyway: say so.
       return result.kind === 'refused' && r.stdoutBytes > 0 ? { ...result, note: `wrote ${r.stdoutBytes} bytes to stdout before failing (digest ${r.stdoutDigest})` } : result;
@@ -262,7 +274,7 @@ export function commandReader(template: string, o: AdapterOptions = {}): ReaderA
       const raw = path.join(scratchDir, 'disk.raw');
       copyWithParents(imagePath, copy);
       const args = words.map((w) => w.replace(/\{vhdx\}/g, copy).replace(/\{raw\}/g, raw));
-      const r = await runTool(args[0], args.slice(1), { timeoutMs, digestStdout: !usesRaw, cwd: scratchDir });
+      const r = await runTool(args[0], args.slice(1), { timeoutMs, digestStdout: !usesRaw, cwd: scratchDir, measureMemory: o.measureMemory, maxStdoutBytes: usesRaw ? undefined : o.maxContentBytes });
       const name = words[0];
       if (usesRaw && r.status === 0 && !fs.existsSync(raw)) return { kind: 'refused', message: `${name} exited 0 but wrote no {raw} file` };
       return judgeRun(name, r, timeoutMs, () => (usesRaw ? digestRawFileStreamed(raw) : r.stdoutDigest!));

@@ -11,9 +11,13 @@ export type Availability = { ok: true; version: string } | { ok: false; reason: 
  * - refused: the reader said no the way a tool should (non-zero exit with a message, a typed error).
  * - crashed: killed by a signal, timed out, or threw something untyped.
  */
-export type ReadResult = ({ kind: 'content'; digest: string } | { kind: 'refused'; message: string } | { kind: 'crashed'; message: string }) & {
+export type ReadResult = ({ kind: 'content'; digest: string } | { kind: 'refused'; message: string } | { kind: 'crashed'; message: string; readonly signal?: string; readonly timedOut?: boolean }) & {
   /** What else the adapter saw or did ("replayed by a read-write open first"). */
   readonly note?: string;
+  /** Peak RSS of the reader's process(es) in KiB, when measured (the largest of its tool runs). */
+  readonly peakRssKiB?: number;
+  /** Content was being returned but the run was stopped at this many bytes (a limit, not the end). */
+  readonly stoppedAtBytes?: number;
 };
 
 export interface ReaderAdapter {

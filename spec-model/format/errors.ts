@@ -37,6 +37,21 @@ export class VhdxIoError extends VhdxError {
   }
 }
 
+/**
+ * The path names something that is not an image file: a FIFO, a socket, a directory or a
+ * character device. Refused before anything is read (a FIFO with no writer would block forever).
+ */
+export class VhdxNotAFileError extends VhdxIoError {
+  constructor(
+    readonly path: string,
+    /** 'FIFO' | 'socket' | 'directory' | 'character device' | 'special file' */
+    readonly fileKind: string,
+  ) {
+    super('open', `a ${fileKind}, not a regular file or a block device: refused without reading it`, undefined, 'EFTYPE');
+    this.file = path;
+  }
+}
+
 /** A caller asked for something outside what the spec or the API allows. */
 export class VhdxUsageError extends VhdxError {
   constructor(

@@ -196,7 +196,10 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
   const describedEnd = Math.min(regionEntries, total);
   if (examineEnd < describedEnd) {
     summary.entriesPastEndOfFile = describedEnd - examineEnd;
-    ctx.add('LAY-4', `the BAT region runs past the end of the file: ${summary.entriesPastEndOfFile} of its ${describedEnd} entries are missing and read as zero (NOT_PRESENT)`, region.entryOffsetBytes, 'warning');
+    // Entries the disk needs are not in the file: a reader would have to make their states up
+    // (zeros say NOT_PRESENT), so no reader can read the disk (LAY-4, the fault of LOG-29's truncated file).
+    ctx.add('LAY-4', `the BAT region runs past the end of the file: ${summary.entriesPastEndOfFile} of the ${describedEnd} entries the disk needs are not in the file`, region.entryOffsetBytes, 'error');
+    ctx.unreadable('BAT entries past the end of the file');
     const sbUpTo = (x: number): number => (x <= CR ? 0 : Math.floor((x - CR - 1) / period) + 1);
     const missingSb = sbUpTo(describedEnd) - sbUpTo(examineEnd);
     sbCounts[0] += missingSb;
@@ -253,9 +256,11 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
   const reportCollision = (index: number, sectorBitmap: boolean, id: number, state: number, offMB: number, c: number): void => {
     const u = space.collisionUnit;
     if (c === COLLIDES_WITH_FIXED) {
+      // Both the structure's rule (HDR-10, RGN-9) and the block's (BAT-5: it overlaps no other structure) are broken.
       if (u >= logStartUnit && u < logEndUnit) {
         if (listing('HDR-10')) say('HDR-10', index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)} overlaps the log`);
       } else if (listing('RGN-9')) say('RGN-9', index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)} overlaps a region (at ${hex(u * MIB)})`);
+      if (listing('BAT-5')) say('BAT-5', index, `${describeBlock(sectorBitmap, id, state)} at ${hex(offMB * MIB)} overlaps the ${u >= logStartUnit && u < logEndUnit ? 'log' : 'region'} at ${hex(u * MIB)}`);
     } else if (c === COLLIDES_WITH_START) {
       if (listing('BAT-6')) say('BAT-6', index, `${describeBlock(sectorBitmap, id, state)} has FileOffsetMB ${offMB}, which an earlier entry already uses`);
     } else if (c === COLLIDES_WITH_BLOCK) {
@@ -393,6 +398,8 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
     }
     if (partial && state !== SB_PRESENT) {
       if (listing('BAT-13')) say('BAT-13', index, `chunk ${chunk} has ${partialBlocks.length} PARTIALLY_PRESENT block(s) (first: ${partialBlocks[0]}) but its sector bitmap entry is ${sectorBitmapStateName(state)}, not SB_BLOCK_PRESENT`);
+      // The same fault seen from the blocks: a PARTIALLY_PRESENT block's sector bitmap is not allocated (BAT-10).
+      if (listing('BAT-10')) say('BAT-10', index, `payload block ${partialBlocks[0]} is PARTIALLY_PRESENT but the sector bitmap entry of its chunk ${chunk} is ${sectorBitmapStateName(state)}`);
     }
     if (partialChunk === chunk) {
       partialChunk = -1;
@@ -498,6 +505,7 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
 
   if (differencing && partialChunk >= 0 && partialBlocks.length > 0) {
     ctx.add('BAT-13', `chunk ${partialChunk} has PARTIALLY_PRESENT block(s) (first: ${partialBlocks[0]}) but the BAT ends before its sector bitmap entry`, region.entryOffsetBytes);
+    ctx.add('BAT-10', `payload block ${partialBlocks[0]} is PARTIALLY_PRESENT but the BAT ends before the sector bitmap entry of its chunk ${partialChunk}`, region.entryOffsetBytes);
   }
   summary.highestAllocatedEndBytes = highestEndMB * MIB;
   summary.allocatedPayloadBlocks = allocatedCount;

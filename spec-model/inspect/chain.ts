@@ -2,8 +2,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { acceptedLinkages } from '../format';
 import { parentCandidates } from '../read';
-import { FileSource } from '../source';
+import { ByteSource, FileSource } from '../source';
 import { inspect } from './index';
+import type { InspectResult } from './types';
 
 /**
  * A differencing chain as files on disk (§2.6.2.6.3, notes §5.10): from an image down through the
@@ -34,18 +35,36 @@ export interface ChainReport {
   readonly problem?: ChainProblem;
 }
 
-export function inspectChain(imagePath: string, maxDepth = 16): ChainReport {
+export interface ChainOptions {
+  readonly maxDepth?: number;
+  /** Opens a candidate path, or undefined when nothing is there; default: the regular file at that path. */
+  readonly open?: (candidatePath: string) => ByteSource | undefined;
+  /** The image's own inspection, when the caller has it already (not repeated). */
+  readonly first?: InspectResult;
+}
+
+function openFile(p: string): ByteSource | undefined {
+  return fs.existsSync(p) && fs.statSync(p).isFile() ? new FileSource(p) : undefined;
+}
+
+export function inspectChain(imagePath: string, maxDepthOrOptions: number | ChainOptions = {}): ChainReport {
+  const o: ChainOptions = typeof maxDepthOrOptions === 'number' ? { maxDepth: maxDepthOrOptions } : maxDepthOrOptions;
+  const maxDepth = o.maxDepth ?? 16;
+  const open = o.open ?? openFile;
   const layers: ChainLayer[] = [];
   const seen: string[] = [];
   let at = imagePath;
   let childLocator: Map<string, string> | undefined; // the locator that led here
   for (;;) {
-    const source = new FileSource(at);
-    let r;
-    try {
-      r = inspect(source);
-    } finally {
-      source.close();
+    let r: InspectResult;
+    if (layers.length === 0 && o.first) r = o.first;
+    else {
+      const source = open(at) ?? new FileSource(at);
+      try {
+        r = inspect(source);
+      } finally {
+        (source as { close?: () => void }).close?.();
+      }
     }
     const header = r.headers.currentHeader;
     const layer: ChainLayer = { path: at, diskType: r.diskType, dataWriteGuid: header?.DataWriteGuid, logicalSectorSizeBytes: r.metadata?.logicalSectorSizeBytes };
@@ -68,7 +87,14 @@ export function inspectChain(imagePath: string, maxDepth = 16): ChainReport {
     if (!locator) return { layers, problem: { rule: 'PL-1', message: `${at} has HasParent set but no readable parent locator` } };
     if (layers.length > maxDepth) return { layers, problem: { rule: 'PL-14', message: `the chain is deeper than ${maxDepth} images` } };
     const tried = parentCandidates(locator, at);
-    const next = tried.find((p) => fs.existsSync(p) && fs.statSync(p).isFile());
+    let next: string | undefined;
+    for (const p of tried) {
+      const found = open(p);
+      if (!found) continue;
+      (found as { close?: () => void }).close?.();
+      next = p;
+      break;
+    }
     if (next === undefined) return { layers, problem: { message: `parent not found; tried ${tried.map((t) => JSON.stringify(t)).join(', ') || '(the locator names no path)'}`, pathsTried: tried } };
     if (seen.includes(realPath(next))) return { layers, problem: { rule: 'PL-14', message: `the chain loops back to ${next}` } };
     childLocator = locator;

@@ -92,7 +92,7 @@ function inspectUnguarded(source: ByteSource, options: InspectOptions): InspectR
 
   let parentLocator: ParentLocatorInfo | undefined;
   if (md?.parentLocatorItem && md.parentLocatorBytes) {
-    parentLocator = inspectParentLocator(md.parentLocatorBytes, md.parentLocatorItem, ctx);
+    parentLocator = inspectParentLocator(md.parentLocatorBytes, md.parentLocatorItem, ctx, md.info.fileParameters?.hasParent === true);
   }
 
   return {

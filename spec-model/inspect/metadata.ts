@@ -81,6 +81,12 @@ export function inspectMetadata(view: ByteSource, region: RegionEntryInfo, ctx: 
     ctx.unreadable('metadata table EntryCount beyond 2047');
     ctx.add('MD-4', `metadata table EntryCount is ${h.EntryCount}, more than 2047; only 2047 entries are read`, regionAt + METADATA_TABLE_HEADER.offsetOf('EntryCount'));
   }
+  // LAY-4: the entries the table counts must be in the file; past its end they would read as zeros.
+  const entriesEnd = regionAt + METADATA_TABLE_HEADER.sizeBytes + Math.min(h.EntryCount, METADATA_TABLE_MAX_ENTRIES) * METADATA_TABLE_ENTRY.sizeBytes;
+  if (entriesEnd > view.sizeBytes) {
+    ctx.add('LAY-4', `the metadata table's ${h.EntryCount} entries end at ${hex(entriesEnd)}, past the end of the file (${view.sizeBytes} bytes): the missing entries are not in the file`, regionAt + METADATA_TABLE_HEADER.offsetOf('EntryCount'), 'error');
+    ctx.unreadable('metadata table entries past the end of the file');
+  }
   const reserved2At = h.Reserved2.findIndex((x) => x !== 0);
   if (reserved2At >= 0) ctx.add('MD-5', `metadata table Reserved2 byte ${reserved2At} is nonzero`, regionAt + METADATA_TABLE_HEADER.offsetOf('Reserved2') + reserved2At);
 
@@ -137,6 +143,11 @@ export function inspectMetadata(view: ByteSource, region: RegionEntryInfo, ctx: 
         ctx.add('MD-8', `metadata entry ${i} (${name}) spans ${hex(e.Offset)}..${hex(e.Offset + e.Length)}, past the end of the ${regionLengthBytes}-byte metadata region`, entryOffsetBytes + METADATA_TABLE_ENTRY.offsetOf('Offset'));
         inRegion = false;
       }
+    }
+    if (knownDef && inRegion && regionAt + e.Offset + e.Length > view.sizeBytes) {
+      // A known item in the region but not in the file: its bytes are not there (LAY-4).
+      ctx.add('LAY-4', `${name} (${hex(e.Offset)}+${e.Length} in the metadata region) ends at ${hex(regionAt + e.Offset + e.Length)}, past the end of the file (${view.sizeBytes} bytes)`, entryOffsetBytes + METADATA_TABLE_ENTRY.offsetOf('Offset'), 'error');
+      inRegion = false;
     }
     if (!knownDef) {
       if (item.isRequired) {

@@ -19,7 +19,7 @@ const EXTENDED_UNC_PATH = /^\\\\\?\\UNC\\[^\\]+\\[^\\]+/i;
 const PLAIN_DRIVE_PATH = /^[A-Za-z]:\\/;
 const PLAIN_UNC_PATH = /^\\\\[^\\?][^\\]*\\[^\\]+/;
 
-export function inspectParentLocator(bytes: Uint8Array, item: MetadataItemInfo, ctx: InspectContext): ParentLocatorInfo {
+export function inspectParentLocator(bytes: Uint8Array, item: MetadataItemInfo, ctx: InspectContext, hasParent = true): ParentLocatorInfo {
   const base = item.fileOffsetBytes ?? 0;
   const info: ParentLocatorInfo = { fileOffsetBytes: item.fileOffsetBytes, lengthBytes: bytes.length, isVhdxLocatorType: false, keyValueCount: 0, entries: [], pairs: [] };
   const decoded = decodeParentLocatorTable(bytes);
@@ -35,6 +35,10 @@ export function inspectParentLocator(bytes: Uint8Array, item: MetadataItemInfo, 
   if (!info.isVhdxLocatorType) {
     ctx.unreadable('unknown parent locator type: the parent cannot be located (PL-2)');
     ctx.add('PL-9', `LocatorType ${h.LocatorType} is not the VHDX parent locator type ${VHDX_PARENT_LOCATOR_TYPE}; a reader that does not know it must refuse the file`, base + PARENT_LOCATOR_HEADER.offsetOf('LocatorType'), 'warning');
+  }
+  if (!info.isVhdxLocatorType && hasParent) {
+    // The spec defines no other type (PL-9), so every reader of it must refuse the chain (PL-2), as for RGN-8 and MD-17.
+    ctx.add('PL-2', `the differencing file's LocatorType ${h.LocatorType} is not one this specification defines: a reader must refuse the file`, base + PARENT_LOCATOR_HEADER.offsetOf('LocatorType'), 'error');
   }
   if (h.Reserved !== 0) ctx.add('PL-3', `parent locator Reserved is ${hex(h.Reserved)}, must be 0`, base + PARENT_LOCATOR_HEADER.offsetOf('Reserved'));
   if (decoded.entryTableTruncated) {

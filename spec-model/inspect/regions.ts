@@ -55,7 +55,13 @@ function readTable(source: ByteSource, index: 0 | 1): { info: RegionTableInfo; b
   };
 }
 
+/** A copy a reader can use: valid (§2.2.3.1 signature and checksum) and with a possible EntryCount (RGN-3). */
+function usable(t: RegionTableInfo): boolean {
+  return t.valid && t.header.EntryCount <= REGION_TABLE_MAX_ENTRIES;
+}
+
 function invalidity(t: RegionTableInfo): { rule: string; text: string; at: number } {
+  if (t.valid) return { rule: 'RGN-3', text: `region table copy ${t.copy} EntryCount is ${t.header.EntryCount}, more than 2047`, at: t.offsetBytes + REGION_TABLE_HEADER.offsetOf('EntryCount') };
   if (!t.signatureValid) return { rule: 'RGN-1', text: `region table copy ${t.copy} has signature ${JSON.stringify(t.header.Signature)}, not "regi"`, at: t.offsetBytes };
   return { rule: 'RGN-2', text: `region table copy ${t.copy} checksum ${hex(t.storedChecksum)} does not match its CRC-32C ${hex(t.computedChecksum)}`, at: t.offsetBytes + REGION_TABLE_HEADER.offsetOf('Checksum') };
 }
@@ -72,7 +78,8 @@ export function inspectRegionTables(view: ByteSource, ctx: InspectContext): Regi
   const result: RegionsInfo = { tables, copiesIdentical };
 
   let use: { info: RegionTableInfo; bytes: Uint8Array } | undefined;
-  if (one.info.valid) {
+  // Copy 1 unless it is unusable and copy 2 is usable (an impossible EntryCount makes a copy as unusable as a bad checksum).
+  if (one.info.valid && (usable(one.info) || !usable(two.info))) {
     use = one;
     if (!two.info.valid) {
       const w = invalidity(two.info);
@@ -82,7 +89,7 @@ export function inspectRegionTables(view: ByteSource, ctx: InspectContext): Regi
     }
   } else {
     const w = invalidity(one.info);
-    if (two.info.valid) {
+    if (usable(two.info)) {
       ctx.add(w.rule, `${w.text}; copy 2 is valid and is used instead (readers that only read copy 1, such as qemu and DiscUtils, refuse this file)`, w.at);
       use = two;
     } else {
