@@ -1,5 +1,6 @@
 import * as fs from 'fs';
-import { VhdxFormatError, VhdxIoError, type DeviceCall } from '../spec-model/format/errors';
+import { VhdxFormatError, VhdxIoError, VhdxNotAFileError, type DeviceCall } from '../spec-model/format/errors';
+import { assertImageFileKind, notAFileKind } from '../spec-model/source';
 
 /*
  * What every command does first with an image it is given: open it and read its first 8 bytes, so
@@ -51,9 +52,10 @@ export function notVhdxReason(head: Buffer, sizeBytes: number): string | undefin
 
 /** Opens `file` for reading and returns its first 8 bytes and size; a failure names the file (exit 2). */
 function readHead(file: string): { head: Buffer; sizeBytes: number; stat: fs.Stats } {
+  assertImageFileKind(file); // a FIFO, socket or directory: refused before any open
   let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK); // a FIFO must not block the open
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK); // a path swapped for a FIFO must not block the open
   } catch (e) {
     throw fsError('open', file, e);
   }
@@ -64,13 +66,8 @@ function readHead(file: string): { head: Buffer; sizeBytes: number; stat: fs.Sta
     } catch (e) {
       throw fsError('open', file, e);
     }
-    if (stat.isDirectory()) throw fsError('open', file, Object.assign(new Error('is a directory'), { code: 'EISDIR' }));
-    if (!stat.isFile() && !stat.isBlockDevice()) {
-      const what = stat.isFIFO() ? 'a FIFO' : stat.isSocket() ? 'a socket' : stat.isCharacterDevice() ? 'a character device' : 'not a regular file';
-      const err = new VhdxIoError('open', `cannot open: ${what}, not an image file`, undefined, 'EINVAL');
-      err.file = file;
-      throw err;
-    }
+    const kind = notAFileKind(stat);
+    if (kind) throw new VhdxNotAFileError(file, kind);
     const head = Buffer.alloc(8);
     let n: number;
     try {

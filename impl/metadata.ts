@@ -24,6 +24,7 @@ import {
   VhdxFormatError,
   decodeParentLocatorTable,
   decodeUtf16le,
+  formatOffset,
   isPowerOfTwo,
 } from '../spec-model/format';
 import { readIntoFrom, type BlockDevice } from './device';
@@ -69,6 +70,10 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
   const h = METADATA_TABLE_HEADER.decode(table, 0);
   if (h.Signature !== SIGNATURE.metadataTable) throw new VhdxFormatError('MD-2', `metadata table signature is ${JSON.stringify(h.Signature)}, expected "metadata"`, base);
   if (h.EntryCount > METADATA_TABLE_MAX_ENTRIES) throw new VhdxFormatError('MD-4', `metadata table EntryCount ${h.EntryCount} > ${METADATA_TABLE_MAX_ENTRIES}`, base);
+  // LAY-4: entries and items past the end of the file are not there; never decode zeros made up for them.
+  const fileSizeBytes = device.sizeBytes();
+  const tableEnd = base + METADATA_TABLE_HEADER.sizeBytes + h.EntryCount * METADATA_TABLE_ENTRY.sizeBytes;
+  if (tableEnd > fileSizeBytes) throw new VhdxFormatError('LAY-4', `the metadata table's ${h.EntryCount} entries end at ${formatOffset(tableEnd)}, past the end of the file (${fileSizeBytes} bytes)`, base);
   const items = new Map<string, Uint8Array>();
   const itemOffsets = new Map<string, number>();
   const virtualDiskUserItems: MetadataItemCopy[] = [];
@@ -92,6 +97,9 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
     if (e.Length > METADATA_ITEM_MAX_LENGTH_BYTES) throw new VhdxFormatError('MD-10', `metadata item ${known.key} Length ${e.Length} > 1 MiB`, base + at);
     if (e.Length > 0 && e.Offset < METADATA_TABLE_SIZE_BYTES) throw new VhdxFormatError('MD-7', `metadata item ${known.key} Offset ${e.Offset} < 64 KiB`, base + at);
     if (e.Offset + e.Length > region.lengthBytes) throw new VhdxFormatError('MD-8', `metadata item ${known.key} extends past the metadata region`, base + at);
+    if (base + e.Offset + e.Length > fileSizeBytes) {
+      throw new VhdxFormatError('LAY-4', `metadata item ${known.key} ends at ${formatOffset(base + e.Offset + e.Length)}, past the end of the file (${fileSizeBytes} bytes)`, base + at);
+    }
     if (known.lengthBytes !== undefined && e.Length < known.lengthBytes) {
       throw new VhdxFormatError('MD-21', `metadata item ${known.key} is ${e.Length} bytes, expected ${known.lengthBytes}`, base + at);
     }
@@ -152,8 +160,12 @@ function readParentLocator(item: Uint8Array, regionOffsetBytes: number, itemOffs
   const pairs = new Map<string, string>();
   const valueAt = new Map<string, { offsetBytes: number; lengthBytes: number }>();
   for (const e of decoded.entries) {
-    if (e.KeyLength === 0 || e.ValueLength === 0 || e.KeyOffset + e.KeyLength > item.length || e.ValueOffset + e.ValueLength > item.length) {
-      throw new VhdxFormatError('PL-5', 'a parent locator key or value is empty or lies outside the item', regionOffsetBytes);
+    // §2.6.2.6.2: offsets and lengths are all nonzero (PL-4); the strings lie inside the item (PL-5).
+    if (e.KeyOffset === 0 || e.ValueOffset === 0 || e.KeyLength === 0 || e.ValueLength === 0) {
+      throw new VhdxFormatError('PL-4', 'a parent locator entry has a zero KeyOffset, ValueOffset, KeyLength or ValueLength', regionOffsetBytes);
+    }
+    if (e.KeyOffset + e.KeyLength > item.length || e.ValueOffset + e.ValueLength > item.length) {
+      throw new VhdxFormatError('PL-5', 'a parent locator key or value lies outside the item', regionOffsetBytes);
     }
     const key = decodeUtf16le(item.subarray(e.KeyOffset, e.KeyOffset + e.KeyLength));
     if (pairs.has(key)) throw new VhdxFormatError('PL-7', `the parent locator has the key ${JSON.stringify(key)} twice`, regionOffsetBytes);

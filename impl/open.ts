@@ -121,7 +121,12 @@ function readStructures(io: GuardedDevice, mode: 'rw' | 'ro', tolerateIdenticalH
     h.logOffsetBytes % MiB === 0 &&
     (h.logLengthBytes === 0 || h.logOffsetBytes >= HEADER_SECTION_SIZE_BYTES) &&
     h.logOffsetBytes + h.logLengthBytes <= MAX_FILE_OFFSET_BYTES;
-  if (!logFieldsOk) {
+  const logPlaced = h.logLengthBytes % MiB === 0 && h.logOffsetBytes % MiB === 0 && (h.logLengthBytes === 0 || h.logOffsetBytes >= HEADER_SECTION_SIZE_BYTES);
+  if (logPlaced && !logFieldsOk) {
+    // HDR-8/9 hold; the log lies past any file we handle, so past the end of this one (§2.3.3).
+    if (logSet) throw new VhdxFormatError('LOG-28', `the log at ${formatOffset(h.logOffsetBytes)} (${h.logLengthBytes} bytes) lies past the end of the file: LogGuid is set but no entry of the log is there`, hdrAt);
+    warnings.push(`the log at ${formatOffset(h.logOffsetBytes)} lies past the end of the file; it is empty (LogGuid 0), so the file is still read${mode === 'rw' ? ', and this session writes its log elsewhere' : ''}`);
+  } else if (!logFieldsOk) {
     const msg = `header log location is invalid (LogOffset ${formatOffset(h.logOffsetBytes)}, LogLength ${h.logLengthBytes}): both must be multiples of 1 MiB, after the header section`;
     if (mode === 'rw' || logSet) throw new VhdxFormatError(h.logOffsetBytes % MiB !== 0 || h.logOffsetBytes < HEADER_SECTION_SIZE_BYTES ? 'HDR-9' : 'HDR-8', msg, hdrAt);
     warnings.push(`HDR-8: ${msg}`);
@@ -153,6 +158,11 @@ function readStructures(io: GuardedDevice, mode: 'rw' | 'ro', tolerateIdenticalH
   if (regions.bat.lengthBytes < batNeeded) {
     throw new VhdxFormatError('BAT-1', `the BAT region is ${regions.bat.lengthBytes} bytes; ${geometry.totalBatEntries} entries need ${batNeeded}`, regions.bat.fileOffsetBytes);
   }
+  // LAY-4: entries past the end of the file are not there; read as zeros they would say NOT_PRESENT.
+  const batNeededEnd = regions.bat.fileOffsetBytes + batNeeded;
+  if (geometry.totalBatEntries > 0 && batNeededEnd > view.sizeBytes()) {
+    throw new VhdxFormatError('LAY-4', `the BAT region at ${formatOffset(regions.bat.fileOffsetBytes)} needs ${geometry.totalBatEntries} entries up to ${formatOffset(batNeededEnd)}, past the end of the file (${view.sizeBytes()} bytes)`, regions.bat.fileOffsetBytes);
+  }
   const batBytes = new Uint8Array(BatTable.bytesFor(geometry.totalBatEntries));
   if (batBytes.length > 0) view.readInto!(regions.bat.fileOffsetBytes, batBytes);
   const bat = new BatTable(geometry.totalBatEntries, geometry.chunkRatio, batBytes);
@@ -183,7 +193,8 @@ function scanBat(s: DiskState): void {
   const cover = (off: number, len: number): void => {
     if (off + len > end) end = off + len;
   };
-  if (s.hdr.logLengthBytes > 0) cover(s.hdr.logOffsetBytes, s.hdr.logLengthBytes);
+  // A clean log past any file we handle (accepted above) is not a structure in this file.
+  if (s.hdr.logLengthBytes > 0 && s.hdr.logOffsetBytes + s.hdr.logLengthBytes <= MAX_FILE_OFFSET_BYTES) cover(s.hdr.logOffsetBytes, s.hdr.logLengthBytes);
   for (const r of s.regionTable.all) cover(r.fileOffsetBytes, r.lengthBytes);
   const counts = { reserved4: 0, legacy5: 0, partial: 0, sbPresent: 0, sbOther: 0, reservedBits: 0, headerSection: 0, outOfRange: 0 };
   const allocated: number[] = [];
@@ -227,8 +238,9 @@ function scanBat(s: DiskState): void {
     w.push(`${msg}; reading them fails`);
   }
   if (counts.outOfRange) {
-    const msg = `BAT-5: ${counts.outOfRange} payload entries point past ${MAX_FILE_OFFSET_BYTES} bytes`;
-    if (s.mode === 'rw') throw new VhdxFormatError('BAT-5', `${msg}; refusing to open for writing`, s.regionTable.bat.fileOffsetBytes);
+    // Past any file this implementation handles, so past the end of this one (BAT-23).
+    const msg = `BAT-23: ${counts.outOfRange} payload entries point past ${MAX_FILE_OFFSET_BYTES} bytes, beyond the end of the file (${s.fileSize} bytes)`;
+    if (s.mode === 'rw') throw new VhdxFormatError('BAT-23', `${msg}; refusing to open for writing`, s.regionTable.bat.fileOffsetBytes);
     w.push(`${msg}; reading them fails`);
   }
   // Overlaps between allocated blocks and with the fixed structures (BAT-5, BAT-6, RGN-9).

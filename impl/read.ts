@@ -1,7 +1,7 @@
 /** Reads of the virtual disk (§2.4, §2.5, notes §5.7): through the BAT, the sector bitmaps and the parent chain; the block map. */
-import { MiB, PayloadBlockState as ST, SectorBitmapState, VhdxFormatError, VhdxUsageError, batIndexOfSectorBitmap } from '../spec-model/format';
+import { MiB, PayloadBlockState as ST, SectorBitmapState, VhdxFormatError, VhdxUsageError, batIndexOfSectorBitmap, formatOffset } from '../spec-model/format';
 import { readThrough } from './commit';
-import { MAX_FILE_OFFSET_BYTES, S, type DiskState } from './state';
+import { S, type DiskState } from './state';
 
 /** Reads `lengthBytes` at virtual offset `offsetBytes` (logical-sector granularity). */
 export function readDisk(s: DiskState, offsetBytes: number, lengthBytes: number): Uint8Array {
@@ -42,6 +42,7 @@ export function mapDisk(s: DiskState, offsetBytes: number, lengthBytes: number):
     const index = s.bat.payloadIndex(b);
     const st = s.bat.state(index);
     refuseUnreadableState(s, b, index, st); // a map must not call zeros what read() refuses
+    requireBlockInFile(s, b, index, st);
     const fromChain = s.differencing && (st === ST.PAYLOAD_BLOCK_NOT_PRESENT || st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT);
     const data = st === ST.PAYLOAD_BLOCK_FULLY_PRESENT || fromChain;
     const fo = st === ST.PAYLOAD_BLOCK_FULLY_PRESENT ? s.bat.offsetBytes(index) + inBlock : undefined;
@@ -70,6 +71,30 @@ export function refuseUnreadableState(s: DiskState, block: number, index: number
   if (state === 4 || state === 5) throw new VhdxFormatError('BAT-7', `block ${block} has reserved state ${state}${state === 5 ? ' (UNMAPPED in the v0.95 draft; v1.00 uses 3)' : ''}`, at);
 }
 
+/**
+ * BAT-23: a FULLY_PRESENT or PARTIALLY_PRESENT block (and the sector bitmap block a PARTIALLY_PRESENT
+ * one reads through) must lie in the file; the part past its end is data that is not there, and
+ * reading it as zeros would return what the disk never held. `fileSizeBytes`: the file as this
+ * session knows it (a write may have placed blocks it extends the file for).
+ */
+export function requireBlockInFile(s: DiskState, block: number, index: number, state: number, fileSizeBytes = s.fileSize): void {
+  if (state !== ST.PAYLOAD_BLOCK_FULLY_PRESENT && state !== ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) return;
+  const need = (what: string, entry: number, offsetBytes: number, lengthBytes: number): void => {
+    if (offsetBytes + lengthBytes <= fileSizeBytes) return;
+    throw new VhdxFormatError(
+      'BAT-23',
+      `${what} at file offset ${formatOffset(offsetBytes)} ends at ${formatOffset(offsetBytes + lengthBytes)}, past the end of the file (${fileSizeBytes} bytes): its data is not there`,
+      s.regionTable.bat.fileOffsetBytes + entry * 8,
+    );
+  };
+  const usedBytes = Math.min(s.blockSize, s.geo.virtualDiskSizeBytes - block * s.blockSize);
+  need(`payload block ${block} (${state === ST.PAYLOAD_BLOCK_FULLY_PRESENT ? 'PAYLOAD_BLOCK_FULLY_PRESENT' : 'PAYLOAD_BLOCK_PARTIALLY_PRESENT'})`, index, s.bat.offsetMB(index) * MiB, usedBytes);
+  if (state === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+    const sb = bitmapIndexOfBlock(s, block);
+    need(`the sector bitmap block of payload block ${block} (SB_BLOCK_PRESENT)`, sb, s.bat.offsetMB(sb) * MiB, MiB);
+  }
+}
+
 function readRange(s: DiskState, offsetBytes: number, target: Uint8Array, targetIsZero: boolean): void {
   const bs = s.blockSize;
   const bat = s.bat;
@@ -86,9 +111,8 @@ function readRange(s: DiskState, offsetBytes: number, target: Uint8Array, target
     const st = bat.state(index);
     if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT) {
       const mb = bat.offsetMB(index);
-      if (mb === 0 || mb * MiB + bs > MAX_FILE_OFFSET_BYTES) {
-        throw new VhdxFormatError('BAT-5', `block ${b} is FULLY_PRESENT at FileOffsetMB ${mb}, ${mb === 0 ? 'inside the header section' : 'out of range'}`, s.regionTable.bat.fileOffsetBytes + index * 8);
-      }
+      if (mb === 0) throw new VhdxFormatError('BAT-5', `block ${b} is FULLY_PRESENT at FileOffsetMB 0, inside the header section`, s.regionTable.bat.fileOffsetBytes + index * 8);
+      requireBlockInFile(s, b, index, st);
       const fo = mb * MiB + inBlock;
       // One device read per run that is contiguous in the file AND on the virtual disk: blocks
       // allocated one after the other can sit side by side in the file with a hole between them.
@@ -103,6 +127,7 @@ function readRange(s: DiskState, offsetBytes: number, target: Uint8Array, target
       refuseUnreadableState(s, b, index, st);
       const dst = target.subarray(v - offsetBytes, v - offsetBytes + n);
       if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+        requireBlockInFile(s, b, index, st);
         // Sector by sector through the bitmap (§2.4): 1 = this file, 0 = the parent.
         const base = bat.offsetMB(index) * MiB;
         const lss = s.sectorSize;

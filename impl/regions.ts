@@ -75,12 +75,20 @@ export function parseRegionTable(section: Uint8Array): RegionTable {
     const e = REGION_TABLE_ENTRY.decode(section, at);
     if (seen.has(e.Guid)) throw new VhdxFormatError('RGN-5', `region GUID ${e.Guid} appears twice in the region table`, at);
     seen.add(e.Guid);
-    if (e.FileOffset > BigInt(Number.MAX_SAFE_INTEGER)) throw new VhdxFormatError('RGN-6', `region ${e.Guid} FileOffset ${e.FileOffset} is out of range`, at);
-    const fileOffsetBytes = Number(e.FileOffset);
     const known = e.Guid === BAT_REGION_GUID || e.Guid === METADATA_REGION_GUID;
     if (!known && (e.Required & 1) !== 0) {
       throw new VhdxFormatError('RGN-8', `unknown region ${e.Guid} is marked Required; this reader cannot open the file`, at);
     }
+    if (e.FileOffset > BigInt(Number.MAX_SAFE_INTEGER)) {
+      // Far past the end of any file: judged like any region that is not in the file (as the spec model does).
+      if (e.FileOffset % BigInt(REGION_ALIGNMENT_BYTES) !== 0n) {
+        throw new VhdxFormatError('RGN-6', `region ${e.Guid} FileOffset ${e.FileOffset} is not a multiple of 1 MiB`, at);
+      }
+      if (e.Guid === BAT_REGION_GUID) throw new VhdxFormatError('LAY-4', `the BAT region at ${e.FileOffset} lies past the end of the file: its entries are not there`, at);
+      if (e.Guid === METADATA_REGION_GUID) throw new VhdxFormatError('MD-2', `the metadata region at ${e.FileOffset} lies past the end of the file: there is no metadata table`, at);
+      continue; // an optional region we do not use
+    }
+    const fileOffsetBytes = Number(e.FileOffset);
     if (fileOffsetBytes % REGION_ALIGNMENT_BYTES !== 0 || fileOffsetBytes < HEADER_SECTION_SIZE_BYTES) {
       throw new VhdxFormatError('RGN-6', `region ${e.Guid} FileOffset ${formatOffset(fileOffsetBytes)} is not a multiple of 1 MiB at or after 1 MiB`, at);
     }

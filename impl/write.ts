@@ -2,7 +2,7 @@
 import { MiB, PayloadBlockState as ST, SectorBitmapState, VhdxFormatError } from '../spec-model/format';
 import { allocateBlock, endOfFile } from './allocation';
 import { commitPending, maybeAutoCommit } from './commit';
-import { bitmapIndexOfBlock, refuseUnreadableState } from './read';
+import { bitmapIndexOfBlock, refuseUnreadableState, requireBlockInFile } from './read';
 import { ensureSession } from './session';
 import type { DiskState } from './state';
 
@@ -48,9 +48,11 @@ export function writeDisk(s: DiskState, offsetBytes: number, bytes: Uint8Array):
       if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT) {
         const mb = bat.offsetMB(index);
         if (mb === 0) throw new VhdxFormatError('BAT-5', `block ${b} is FULLY_PRESENT at FileOffsetMB 0, inside the header section`, s.regionTable.bat.fileOffsetBytes + index * 8);
+        requireBlockInFile(s, b, index, st, Math.max(s.fileSize, targetSize)); // never write into a block the file does not hold
         base = mb * MiB;
       } else if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
         refuseUnreadableState(s, b, index, st);
+        requireBlockInFile(s, b, index, st, Math.max(s.fileSize, targetSize));
         // In place; the bits follow at the next commit, after the data is durable (notes §5.8 step 6).
         base = bat.offsetMB(index) * MiB;
         s.bitmaps!.set(b, inBlock / lss, n / lss, true);

@@ -78,7 +78,7 @@ function freshCopy(name: string): string {
 const MISSING = /^vhdx-conform: missing\.vhdx: cannot open: no such file or directory$/;
 const EMPTY = /^vhdx-conform: empty\.vhdx: not a VHDX file: the file is empty \(0 bytes\) \(FTI-1 §2\.2\.1 at 0x0\)$/;
 const NOT_VHDX = /^vhdx-conform: plain\.vhdx: not a VHDX file: it starts with "AAAAAAAA", not "vhdxfile" \(FTI-1 §2\.2\.1 at 0x0\)$/;
-const DIRECTORY = /^vhdx-conform: adir\.vhdx: cannot open: is a directory$/;
+const DIRECTORY = /^vhdx-conform: adir\.vhdx: cannot open: a directory, not a regular file or a block device$/;
 const BROKEN = /^vhdx-conform: broken\.vhdx: .*\(HDR-5 §2\.2\.2 at 0x10000\)$/;
 
 /** Each command with IMAGE standing for the input image, and what it must give for each kind of input. */

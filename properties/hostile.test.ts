@@ -27,14 +27,12 @@ import { inspect } from '../spec-model/inspect';
 import { openOracle } from '../spec-model/read';
 import { FileSource, MemorySource } from '../spec-model/source';
 import { GUIDS, LOG_OFFSET, buildImage, editRegionTables, encodeLogEntry, makeDirty } from '../harness/corpus/build-image';
-import { knownDriverDisagreements } from '../harness/direct/known-driver-disagreements';
 import { directTests } from './support/direct';
 import { THIRD_PARTY_DIR, decompressThirdParty, tempDir } from './support/third-party';
 import { PROJECT_ROOT, transpileTree } from './support/transpile';
 
 directTests('HOSTILE');
 
-const driverStillWrong = (id: string): boolean => knownDriverDisagreements().some((k) => k.id === id);
 
 function errorsOf(bytes: Uint8Array): string[] {
   return [...new Set(inspect(new MemorySource(bytes)).findings.filter((f) => f.severity === 'error').map((f) => f.rule))];
@@ -99,9 +97,8 @@ describe('HOSTILE: the inputs issue 17 measured', () => {
     const e = oracleRefusal(bytes);
     expect(e.ruleId).toBe('LAY-4');
     expect(e.message).toMatch(/past the end of the file \(\d+ bytes\)/);
-    // The driver: RGN-6 "out of range" until impl-region-offset-out-of-range is fixed.
-    const expected = driverStillWrong('impl-region-offset-out-of-range') ? 'RGN-6' : 'LAY-4';
-    expect(implOutcome(bytes, 'ro')).toBe(expected);
+    expect(implOutcome(bytes, 'ro')).toBe('LAY-4');
+    expect(implOutcome(bytes, 'rw')).toBe('LAY-4');
   });
 
   test('a BAT region past the end of the file (in range): LAY-4 error, the oracle refuses, no zeros for its entries', () => {
@@ -111,7 +108,8 @@ describe('HOSTILE: the inputs issue 17 measured', () => {
     });
     expect(errorsOf(bytes)).toContain('LAY-4');
     expect(oracleRefusal(bytes).ruleId).toBe('LAY-4');
-    expect(implOutcome(bytes, 'ro')).toBe(driverStillWrong('impl-reads-bat-past-eof') ? 'read' : 'LAY-4');
+    expect(implOutcome(bytes, 'ro')).toBe('LAY-4');
+    expect(implOutcome(bytes, 'rw')).toBe('LAY-4');
   });
 
   test('a block partly past the end of the file is BAT-23 for check and the oracle, naming the block, its file offset and the file size', () => {
@@ -163,7 +161,7 @@ describe('HOSTILE: the CLI on a truncated image and on files that are not images
     expect(check.status).toBe(1);
     const out = check.stdout.toString('utf8');
     expect(out).toMatch(/error BAT-23 .*payload block 3 .*past the end of the file \(9959242 bytes\)/);
-    expect(out).toMatch(/content not readable: BAT-23: payload block \d \(PAYLOAD_BLOCK_FULLY_PRESENT\) at file offset 0x[0-9a-f]+ ends at 0x[0-9a-f]+, past the end of the file \(9959242 bytes\)/);
+    expect(out).toMatch(/content not readable: payload block \d \(PAYLOAD_BLOCK_FULLY_PRESENT\) at file offset 0x[0-9a-f]+ ends at 0x[0-9a-f]+, past the end of the file \(9959242 bytes\).*\(BAT-23 at 0x[0-9a-f]+\)/);
     // The oracle, at the offset the issue read (an NTFS boot sector in the whole image).
     const source = new FileSource(cut);
     try {
@@ -174,17 +172,12 @@ describe('HOSTILE: the CLI on a truncated image and on files that are not images
     }
     const read = cli(['read', cut, '--at', '0x70FE00', '--length', '512']);
     const conv = cli(['convert', cut, path.join(work, 'cut.raw')]);
-    if (driverStillWrong('impl-reads-blocks-past-eof')) {
-      // What the driver does until then (remove 'impl-reads-blocks-past-eof' from KNOWN_DRIVER_DISAGREEMENTS once it refuses).
-      expect({ status: read.status, zeros: read.stdout.length === 512 && read.stdout.every((b) => b === 0) }).toEqual({ status: 0, zeros: true });
-      expect(conv.status).toBe(0);
-    } else {
-      expect(read.status).toBe(1);
-      expect(read.stderr).toMatch(/error BAT-23 .*block 3 .*9959242/);
-      expect(read.stdout.length).toBe(0);
-      expect(conv.status).toBe(1);
-      expect(conv.stderr).toMatch(/BAT-23/);
-    }
+    // The driver refuses too (read-only open for read, convert): no zeros for data that is not there.
+    expect(read.status).toBe(1);
+    expect(read.stderr.toString()).toMatch(/payload block 3 \(PAYLOAD_BLOCK_FULLY_PRESENT\) at file offset 0xa00000 .*past the end of the file \(9959242 bytes\).*\(BAT-23 at 0x[0-9a-f]+\)/);
+    expect(read.stdout.length).toBe(0);
+    expect(conv.status).toBe(1);
+    expect(conv.stderr).toMatch(/BAT-23/);
   });
 
   describe('a FIFO (no writer), a socket and a directory: refused at once, one line, exit status 2', () => {

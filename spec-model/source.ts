@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import { VhdxIoError, VhdxNotAFileError } from './format/errors';
 
 /** What a stat says the path is, when it is not something an image can be read from. */
-function notAFileKind(st: fs.Stats): string | undefined {
+export function notAFileKind(st: fs.Stats): string | undefined {
   if (st.isFile() || st.isBlockDevice()) return undefined;
   if (st.isFIFO()) return 'FIFO';
   if (st.isSocket()) return 'socket';

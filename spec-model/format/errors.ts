@@ -47,7 +47,7 @@ export class VhdxNotAFileError extends VhdxIoError {
     /** 'FIFO' | 'socket' | 'directory' | 'character device' | 'special file' */
     readonly fileKind: string,
   ) {
-    super('open', `a ${fileKind}, not a regular file or a block device: refused without reading it`, undefined, 'EFTYPE');
+    super('open', `cannot open: a ${fileKind}, not a regular file or a block device`, undefined, 'EFTYPE');
     this.file = path;
   }
 }
