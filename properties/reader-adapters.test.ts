@@ -115,7 +115,7 @@ describe('command templates', () => {
     expect(killed.kind === 'crashed' && killed.message).toMatch(/SIGSEGV/);
     const t0 = Date.now();
     const hung = await commandReader(`sh -c 'sleep 30' sh {vhdx}`, { timeoutMs: 300 }).read(file(), scratch());
-    expect(hung).toEqual({ kind: 'crashed', message: 'sh timed out after 0.3 s' });
+    expect(hung).toEqual({ kind: 'crashed', message: 'sh timed out after 0.3 s', timedOut: true });
     expect(Date.now() - t0).toBeLessThan(10_000);
   });
 

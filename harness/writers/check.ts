@@ -263,29 +263,40 @@ function conversionJudge(finalModel: DiskModel): (image: CowImage, add: (f: Omit
   m.apply({ type: 'crash' });
   const check = new ContentCheck(m, m.logicalSectorSizeBytes);
   return (image, add) => {
-    let oracle;
+    // Refused - at open, or when the content is read (data past the end of the file, BAT-23) - is
+    // legal for an interrupted conversion, if every reader refuses it.
+    let refusal: VhdxError | undefined;
+    let oracle: ReturnType<typeof openOracle> | undefined;
+    let d: ReturnType<ContentCheck['run']> = [];
     try {
       oracle = openOracle(image);
+      if (oracle.virtualSizeBytes !== p.virtualSizeBytes) {
+        add({ property: 'CRASH', rule: 'VDS-1', message: `virtual size ${oracle.virtualSizeBytes}, the conversion makes ${p.virtualSizeBytes}` });
+        return;
+      }
+      const o = oracle;
+      d = check.run((off, len) => o.read(off, len), 2);
     } catch (e) {
       if (!(e instanceof VhdxError)) throw e;
-      // Refused: legal for an interrupted conversion, if every reader refuses it.
+      refusal = e;
+    }
+    if (refusal) {
       let disk: VhdxDisk | undefined;
       try {
         disk = VhdxDisk.open(image.fork().device(), { mode: 'ro' });
-      } catch {
+        const opened = disk;
+        check.run((off, len) => opened.read(off, len), 2);
+      } catch (e) {
+        if (!(e instanceof VhdxError)) throw e;
         return;
+      } finally {
+        disk?.close();
       }
-      disk.close();
-      add({ property: 'CRASH', ...(e instanceof VhdxFormatError ? { rule: e.ruleId } : {}), message: `impl opens a state the oracle refuses (${describe(e)})` });
+      add({ property: 'CRASH', ...(refusal instanceof VhdxFormatError ? { rule: refusal.ruleId } : {}), message: `impl reads a state the oracle refuses (${describe(refusal)})` });
       return;
     }
     const error = inspect(image as ByteSource).findings.find((f) => f.severity === 'error');
     if (error) add({ property: 'CRC', rule: error.rule, message: `the oracle opens a state that breaks ${error.rule} at ${error.offsetBytes ?? '-'}: ${error.message}` });
-    if (oracle.virtualSizeBytes !== p.virtualSizeBytes) {
-      add({ property: 'CRASH', rule: 'VDS-1', message: `virtual size ${oracle.virtualSizeBytes}, the conversion makes ${p.virtualSizeBytes}` });
-      return;
-    }
-    const d = check.run((off, len) => oracle.read(off, len), 2);
     if (d.length) add({ property: 'CRASH', message: `read by the oracle: ${d.map((x) => x.message).join('; ')}` });
     let disk: VhdxDisk;
     try {
@@ -294,13 +305,21 @@ function conversionJudge(finalModel: DiskModel): (image: CowImage, add: (f: Omit
       if (!error) add({ property: 'CRASH', ...(e instanceof VhdxFormatError ? { rule: e.ruleId } : {}), message: `impl refuses a state the oracle reads without an error finding: ${describe(e)}` });
       return;
     }
-    try {
-      const di = check.run((off, len) => disk.read(off, len), 2);
-      if (di.length) add({ property: 'CRASH', message: `read by impl: ${di.map((x) => x.message).join('; ')}` });
-    } finally {
-      disk.close();
-    }
+    checkImplRead(disk, check, add);
   };
+}
+
+/** impl's read of a state the oracle read: the same content, and no refusal. Closes the disk. */
+function checkImplRead(disk: VhdxDisk, check: ContentCheck, add: (f: Omit<WriterFinding, 'session' | 'cut'>) => void): void {
+  try {
+    const di = check.run((off, len) => disk.read(off, len), 2);
+    if (di.length) add({ property: 'CRASH', message: `read by impl: ${di.map((x) => x.message).join('; ')}` });
+  } catch (e) {
+    if (!(e instanceof VhdxError)) throw e;
+    add({ property: 'CRASH', ...(e instanceof VhdxFormatError ? { rule: e.ruleId } : {}), message: `impl refuses to read a state the oracle reads: ${describe(e)}` });
+  } finally {
+    disk.close();
+  }
 }
 
 /** The largest virtual disk an in-place run is judged on: every crash state is read whole. */
@@ -394,7 +413,15 @@ function judgeCrashState(image: CowImage, check: ContentCheck, add: (f: Omit<Wri
   // A state the oracle reads may still break a MUST elsewhere (CRC): the first error is enough.
   const error = inspect(image as ByteSource).findings.find((f) => f.severity === 'error');
   if (error) add({ property: 'CRC', rule: error.rule, message: `${error.rule} at ${error.offsetBytes ?? '-'}: ${error.message}` });
-  const d = check.run((off, len) => oracle.read(off, len), 2);
+  let d: ReturnType<ContentCheck['run']>;
+  try {
+    const o = oracle;
+    d = check.run((off, len) => o.read(off, len), 2);
+  } catch (e) {
+    if (!(e instanceof VhdxError)) throw e;
+    add({ property: 'CRASH', ...(e instanceof VhdxFormatError ? { rule: e.ruleId } : {}), message: `the oracle refuses to read the crash state: ${describe(e)}` });
+    return;
+  }
   if (d.length) add({ property: 'CRASH', message: `read by the oracle: ${d.map((x) => x.message).join('; ')}` });
   let disk: VhdxDisk;
   try {
@@ -403,10 +430,5 @@ function judgeCrashState(image: CowImage, check: ContentCheck, add: (f: Omit<Wri
     add({ property: 'CRASH', ...(e instanceof VhdxFormatError ? { rule: e.ruleId } : {}), message: `impl refuses a crash state the oracle reads: ${describe(e)}` });
     return;
   }
-  try {
-    const di = check.run((off, len) => disk.read(off, len), 2);
-    if (di.length) add({ property: 'CRASH', message: `read by impl: ${di.map((x) => x.message).join('; ')}` });
-  } finally {
-    disk.close();
-  }
+  checkImplRead(disk, check, add);
 }

@@ -70,6 +70,7 @@ export function inspectParentLocator(bytes: Uint8Array, item: MetadataItemInfo, 
     entry.value = decodeString(i, 'value', e.ValueOffset, e.ValueLength, entryAt);
     if (entry.key === undefined) return;
     if (firstByKey.has(entry.key)) {
+      ctx.unreadable('a parent locator key appears more than once: which parent it names is ambiguous'); // readers refuse (PL-7)
       ctx.add('PL-7', `parent locator key ${JSON.stringify(entry.key)} appears more than once`, entryAt);
       return;
     }
