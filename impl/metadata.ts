@@ -64,7 +64,7 @@ const KNOWN_BY_GUID = new Map(KNOWN_METADATA_ITEMS.map((k) => [k.guid, k]));
 export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetadata {
   const warnings: string[] = [];
   const base = region.fileOffsetBytes;
-  if (region.lengthBytes < METADATA_TABLE_SIZE_BYTES) throw new VhdxFormatError('MD-8', `metadata region is ${region.lengthBytes} bytes, smaller than its 64 KiB table`, base);
+  if (region.lengthBytes < METADATA_TABLE_SIZE_BYTES) throw new VhdxFormatError('MD-1', `metadata region is ${region.lengthBytes} bytes, smaller than its 64 KiB table`, base);
   const table = new Uint8Array(METADATA_TABLE_SIZE_BYTES);
   readIntoFrom(device, base, table);
   const h = METADATA_TABLE_HEADER.decode(table, 0);
@@ -153,8 +153,9 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
 /** §2.6.2.6: the VHDX locator type, its strings inside the item, keys unique (PL-2, PL-5, PL-7). */
 function readParentLocator(item: Uint8Array, regionOffsetBytes: number, itemOffsetBytes: number): { pairs: Map<string, string>; valueAt: Map<string, { offsetBytes: number; lengthBytes: number }> } {
   const decoded = decodeParentLocatorTable(item);
-  if (!decoded || decoded.header.LocatorType !== VHDX_PARENT_LOCATOR_TYPE) {
-    throw new VhdxFormatError('PL-2', `the parent locator type is ${decoded?.header.LocatorType ?? '(item too short)'}, not the VHDX locator type ${VHDX_PARENT_LOCATOR_TYPE}`, regionOffsetBytes);
+  if (!decoded) throw new VhdxFormatError('PL-5', `the parent locator item is ${item.length} bytes, too short for its 20-byte header`, regionOffsetBytes);
+  if (decoded.header.LocatorType !== VHDX_PARENT_LOCATOR_TYPE) {
+    throw new VhdxFormatError('PL-2', `the parent locator type is ${decoded.header.LocatorType}, not the VHDX locator type ${VHDX_PARENT_LOCATOR_TYPE}`, regionOffsetBytes);
   }
   if (decoded.entryTableTruncated) throw new VhdxFormatError('PL-5', `the parent locator's KeyValueCount ${decoded.header.KeyValueCount} promises more entries than its item holds`, regionOffsetBytes);
   const pairs = new Map<string, string>();

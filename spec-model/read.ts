@@ -193,7 +193,8 @@ function readMetadata(source: ByteSource, r: Located): Metadata {
     const item = items.get(METADATA_ITEM.parentLocator);
     if (!item) fail('PL-1', 'HasParent is set but there is no parent locator', r.metadataOffsetBytes);
     const decoded = decodeParentLocatorTable(item);
-    if (!decoded || decoded.header.LocatorType !== VHDX_PARENT_LOCATOR_TYPE) fail('PL-2', 'the parent locator type is not the VHDX locator type', r.metadataOffsetBytes);
+    if (!decoded) fail('PL-5', `the parent locator item is ${item.length} bytes, too short for its 20-byte header`, r.metadataOffsetBytes);
+    if (decoded.header.LocatorType !== VHDX_PARENT_LOCATOR_TYPE) fail('PL-2', 'the parent locator type is not the VHDX locator type', r.metadataOffsetBytes);
     if (decoded.entryTableTruncated) fail('PL-5', `KeyValueCount ${decoded.header.KeyValueCount} promises more entries than the parent locator holds`, r.metadataOffsetBytes);
     const pairs = new Map<string, string>();
     for (const e of decoded.entries) {
