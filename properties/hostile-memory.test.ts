@@ -83,8 +83,10 @@ describe('HOSTILE: claims of huge counts and lengths cost at most 256 MiB in eve
     buildDir = transpileTree();
     work = tempDir('hostile-memory');
     preload = path.join(work, 'peak.js');
-    // Written at exit, whatever the exit path (process.exit included): ru_maxrss of this process.
-    fs.writeFileSync(preload, "process.on('exit', () => require('fs').writeFileSync(process.env.VHDX_PEAK_FILE, String(process.resourceUsage().maxRSS)));\n");
+    // Written at exit, whatever the exit path (process.exit included): the peak RSS of this process's
+    // own memory (VmHWM, kB). Not ru_maxrss: Linux keeps that across execve, so a child spawned by a
+    // big jest worker would report the worker's size.
+    fs.writeFileSync(preload, "process.on('exit', () => require('fs').writeFileSync(process.env.VHDX_PEAK_FILE, /VmHWM:\\s*(\\d+)/.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1]));\n");
   });
   afterAll(() => {
     console.log(`peak RSS per command (limit ${LIMIT_KIB / 1024} MiB):\n${peaks.map((p) => `  ${p.file}: ${p.command} -> ${p.peakMiB.toFixed(0)} MiB (exit ${p.status})`).join('\n')}`);
