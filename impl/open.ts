@@ -210,6 +210,8 @@ function scanBat(s: DiskState): void {
       if (mb !== 0 && mb * MiB + MiB <= MAX_FILE_OFFSET_BYTES) cover(mb * MiB, MiB);
       continue;
     }
+    // Payload entries of the last chunk past the disk's last block describe nothing (§2.5): ignored, as readers do.
+    if (i - Math.floor(i / (g.chunkRatio + 1)) >= g.payloadBlockCount) continue;
     if (st === 4) counts.reserved4++;
     if (st === 5) counts.legacy5++;
     if (st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT && !s.differencing) counts.partial++;
