@@ -128,14 +128,16 @@ function readStructures(io: GuardedDevice, mode: 'rw' | 'ro', tolerateIdenticalH
     warnings.push(`the log at ${formatOffset(h.logOffsetBytes)} lies past the end of the file; it is empty (LogGuid 0), so the file is still read${mode === 'rw' ? ', and this session writes its log elsewhere' : ''}`);
   } else if (!logFieldsOk) {
     const msg = `header log location is invalid (LogOffset ${formatOffset(h.logOffsetBytes)}, LogLength ${h.logLengthBytes}): both must be multiples of 1 MiB, after the header section`;
-    if (mode === 'rw' || logSet) throw new VhdxFormatError(h.logOffsetBytes % MiB !== 0 || h.logOffsetBytes < HEADER_SECTION_SIZE_BYTES ? 'HDR-9' : 'HDR-8', msg, hdrAt);
+    // HDR-9: not on a 1 MiB boundary; HDR-11: inside the header section; HDR-8: the length.
+    const rule = h.logOffsetBytes % MiB !== 0 ? 'HDR-9' : h.logLengthBytes > 0 && h.logOffsetBytes < HEADER_SECTION_SIZE_BYTES ? 'HDR-11' : 'HDR-8';
+    if (mode === 'rw' || logSet) throw new VhdxFormatError(rule, msg, hdrAt);
     warnings.push(`HDR-8: ${msg}`);
   }
   let view: BlockDevice = io;
   let replay: OpenedState['replay'];
   if (logSet) {
     if (h.logOffsetBytes % MiB !== 0 || h.logOffsetBytes < HEADER_SECTION_SIZE_BYTES) {
-      throw new VhdxFormatError('HDR-9', `LogOffset ${formatOffset(h.logOffsetBytes)} is not a multiple of 1 MiB after the header section`, hdrAt);
+      throw new VhdxFormatError(h.logOffsetBytes % MiB !== 0 ? 'HDR-9' : 'HDR-11', `LogOffset ${formatOffset(h.logOffsetBytes)} is not a multiple of 1 MiB after the header section`, hdrAt);
     }
     if (h.logLengthBytes === 0 || h.logLengthBytes % MiB !== 0) throw new VhdxFormatError('HDR-8', `LogLength ${h.logLengthBytes} is not a nonzero multiple of 1 MiB`, hdrAt);
     if (h.logLengthBytes > MAX_REPLAY_LOG_BYTES) {
