@@ -177,19 +177,23 @@ function circularSlice(log: Uint8Array, pos: number, length: number): Uint8Array
 const BIG_S = BigInt(S);
 
 /**
- * Validates the entry that starts at `pos` of the log area `log` (§5.6 "Entry validation"):
+ * Validates the entry that starts at `pos` of the log area `log` (§5.6 "Entry validation"), a log of
+ * `logLengthBytes` whose first `log.length` bytes (whole sectors) are given and the rest are zeros:
  * signature, EntryLength, Tail, SequenceNumber > 0, Reserved 0, LogGuid, descriptor count and
  * sector counts, every descriptor and data sector, and the CRC-32C over EntryLength bytes read in
  * circular order. Returns undefined for an invalid entry.
  */
-export function parseEntryAt(log: Uint8Array, pos: number, logGuid: string): ParsedEntry | undefined {
-  const L = log.length;
+export function parseEntryAt(log: Uint8Array, pos: number, logGuid: string, logLengthBytes = log.length): ParsedEntry | undefined {
+  const L = logLengthBytes;
   if (!hasSig(log, pos, SIG_LOGE)) return undefined;
   const h = LOG_ENTRY_HEADER.decode(log, pos); // the 64-byte header never wraps: pos is 4 KiB aligned
   // Bounds the copy below. Later checks refuse the same entries (0: the descriptor count check; unaligned: the sector
   // count check; longer than the log: its own header, re-read as a later sector, has no descriptor or data signature).
   // Stryker disable next-line ConditionalExpression,LogicalOperator: see above
   if (h.EntryLength === 0 || h.EntryLength % S !== 0 || h.EntryLength > L) return undefined;
+  // `log` holds whole sectors; the log's sectors past them are zeros (past the end of the file, §2.3.3).
+  // Every sector of a valid entry starts with a signature, so an entry reaching them is invalid (and cannot wrap).
+  if (log.length < L && pos + h.EntryLength > log.length) return undefined;
   if (h.Tail % S !== 0 || h.Tail >= L) return undefined;
   if (h.SequenceNumber === 0n || h.Reserved !== 0) return undefined;
   if (h.LogGuid !== logGuid) return undefined;

@@ -24,16 +24,17 @@ export interface ActiveSequence {
  * the head. The active sequence is the valid sequence with the largest head SequenceNumber; it is
  * replayed from the head's Tail entry to the head.
  *
- * `log` is the whole log area (LogLength bytes); `logGuid` is the header's LogGuid.
+ * `log` is the log area as the file holds it: its first `log.length` of `logLengthBytes` (LogLength)
+ * bytes, the rest past the end of the file; `logGuid` is the header's LogGuid.
  */
-export function findActiveSequence(log: Uint8Array, logGuid: string): ActiveSequence | undefined {
-  const L = log.length;
+export function findActiveSequence(log: Uint8Array, logGuid: string, logLengthBytes = log.length): ActiveSequence | undefined {
+  const L = logLengthBytes;
   const n = Math.floor(L / S);
   const cache = new Map<number, ParsedEntry | null>();
   const entryAt = (pos: number): ParsedEntry | undefined => {
     let e = cache.get(pos);
     if (e === undefined) {
-      e = parseEntryAt(log, pos, logGuid) ?? null;
+      e = parseEntryAt(log, pos, logGuid, L) ?? null;
       cache.set(pos, e);
     }
     return e ?? undefined;
@@ -63,7 +64,8 @@ export function findActiveSequence(log: Uint8Array, logGuid: string): ActiveSequ
 
   let best: ActiveSequence | undefined;
   // Stryker disable next-line EqualityOperator: no entry starts at the log's end (it would not fit)
-  for (let pos = 0; pos < n * S; pos += S) {
+  // Positions past the bytes the file holds read as zeros: no entry starts there.
+  for (let pos = 0; pos < Math.min(n * S, log.length); pos += S) {
     const e = entryAt(pos);
     if (!e) continue;
     const head = chainHead(e);
@@ -91,8 +93,8 @@ export interface ReplayResult {
  * Checks the active sequence against the file (LOG-28, LOG-29, LOG-38) and returns it; throws
  * VhdxFormatError when the log is not replayable.
  */
-export function planReplay(log: Uint8Array, logGuid: string, logOffsetBytes: number, fileSizeBytes: number): ActiveSequence {
-  const seq = findActiveSequence(log, logGuid);
+export function planReplay(log: Uint8Array, logGuid: string, logOffsetBytes: number, fileSizeBytes: number, logLengthBytes = log.length): ActiveSequence {
+  const seq = findActiveSequence(log, logGuid, logLengthBytes);
   if (!seq) {
     throw new VhdxFormatError('LOG-28', `the header LogGuid ${logGuid} is set but the log at ${formatOffset(logOffsetBytes)} holds no valid sequence of entries with it: the file is corrupt`, logOffsetBytes);
   }

@@ -6,6 +6,7 @@ import {
   HEADER_LOG_VERSION,
   HEADER_OFFSETS_BYTES,
   HEADER_SECTION_SIZE_BYTES,
+  LOG_SECTOR_SIZE_BYTES,
   HEADER_VERSION,
   MiB,
   PayloadBlockState as ST,
@@ -15,6 +16,7 @@ import {
   SectorBitmapState,
   VhdxFormatError,
   VhdxParentNotFoundError,
+  VhdxUnsupportedError,
   VhdxUsageError,
   ZERO_GUID,
   acceptedLinkages,
@@ -139,12 +141,16 @@ function readStructures(io: GuardedDevice, mode: 'rw' | 'ro', tolerateIdenticalH
     if (h.logOffsetBytes % MiB !== 0 || h.logOffsetBytes < HEADER_SECTION_SIZE_BYTES) {
       throw new VhdxFormatError(h.logOffsetBytes % MiB !== 0 ? 'HDR-9' : 'HDR-11', `LogOffset ${formatOffset(h.logOffsetBytes)} is not a multiple of 1 MiB after the header section`, hdrAt);
     }
-    if (h.logLengthBytes === 0 || h.logLengthBytes % MiB !== 0) throw new VhdxFormatError('HDR-8', `LogLength ${h.logLengthBytes} is not a nonzero multiple of 1 MiB`, hdrAt);
-    if (h.logLengthBytes > MAX_REPLAY_LOG_BYTES) {
-      throw new VhdxFormatError('HDR-8', `LogLength ${h.logLengthBytes} exceeds the ${MAX_REPLAY_LOG_BYTES}-byte log this implementation replays`, hdrAt);
+    if (h.logLengthBytes % MiB !== 0) throw new VhdxFormatError('HDR-8', `LogLength ${h.logLengthBytes} is not a multiple of 1 MiB`, hdrAt);
+    // A zero length is on the grid (HDR-8 holds); the log then has no entry to carry LogGuid (§2.3.3).
+    if (h.logLengthBytes === 0) throw new VhdxFormatError('LOG-28', `LogGuid is set but LogLength is 0: the log holds no valid sequence of entries`, hdrAt);
+    // Only the log sectors the file holds (a last one partly) are read; the rest reads as zeros (§2.3.3).
+    const heldBytes = Math.max(0, Math.min(h.logLengthBytes, Math.ceil((io.sizeBytes() - h.logOffsetBytes) / LOG_SECTOR_SIZE_BYTES) * LOG_SECTOR_SIZE_BYTES));
+    if (heldBytes > MAX_REPLAY_LOG_BYTES) {
+      throw new VhdxUnsupportedError('log-length', `the log at ${formatOffset(h.logOffsetBytes)} holds ${heldBytes} bytes, more than the ${MAX_REPLAY_LOG_BYTES}-byte log this implementation replays`);
     }
-    const log = io.read(h.logOffsetBytes, h.logLengthBytes);
-    const plan = planReplay(log, h.logGuid, h.logOffsetBytes, io.sizeBytes());
+    const log = io.read(h.logOffsetBytes, heldBytes);
+    const plan = planReplay(log, h.logGuid, h.logOffsetBytes, io.sizeBytes(), h.logLengthBytes);
     const overlay = new OverlayDevice(io);
     const result = applySequence(overlay, plan);
     view = overlay;
@@ -255,7 +261,10 @@ function scanBat(s: DiskState): void {
   let overlap: string | undefined;
   for (let k = 0; k < sorted.length && !overlap; k++) {
     const a = sorted[k];
-    if (k + 1 < sorted.length && a + s.blockSize > sorted[k + 1]) overlap = `BAT-6: payload blocks at ${formatOffset(a)} and ${formatOffset(sorted[k + 1])} overlap`;
+    // BAT-6: two entries share a FileOffsetMB; BAT-5: a block overlaps another that starts elsewhere.
+    if (k + 1 < sorted.length && a + s.blockSize > sorted[k + 1]) {
+      overlap = sorted[k + 1] === a ? `BAT-6: two payload entries have the same FileOffsetMB (${formatOffset(a)})` : `BAT-5: payload blocks at ${formatOffset(a)} and ${formatOffset(sorted[k + 1])} overlap`;
+    }
     for (const [from, to] of structures) if (a < to && from < a + s.blockSize) overlap = `BAT-5: the payload block at ${formatOffset(a)} overlaps a structure at ${formatOffset(from)}`;
   }
   if (overlap) {

@@ -27,6 +27,9 @@ import { inspect } from '../spec-model/inspect';
 import { openOracle } from '../spec-model/read';
 import { FileSource, MemorySource } from '../spec-model/source';
 import { GUIDS, LOG_OFFSET, buildImage, editRegionTables, encodeLogEntry, makeDirty } from '../harness/corpus/build-image';
+import { applyMutant } from '../harness/corpus/field-mutations';
+import { type HostileMutant, judgeAgreement } from '../harness/direct/hostile-agreement';
+import { hostileBases } from '../harness/direct/hostile-bases';
 import { directTests } from './support/direct';
 import { THIRD_PARTY_DIR, decompressThirdParty, tempDir } from './support/third-party';
 import { PROJECT_ROOT, transpileTree } from './support/transpile';
@@ -243,5 +246,30 @@ describe('HOSTILE: the CLI on a truncated image and on files that are not images
     const r = cli(['check', f]);
     expect(r.status).toBe(0);
     expect(os.EOL).toBe('\n');
+  });
+});
+
+/**
+ * Mutants on which the soak (scripts/soak-direct.ts HOSTILE-agreement) found our readers and
+ * `check` deciding apart, kept as fixed cases once fixed. Each names its base image and the edit
+ * it makes, so a change to the bases or the mutation engine fails here instead of testing
+ * something else.
+ */
+describe('HOSTILE: the agreement soak\'s counterexamples stay agreed', () => {
+  const cases: { base: string; edit: string; mutant: HostileMutant }[] = [
+    { base: 'builder-dynamic', edit: 'header 2 0x2004b..0x2004f', mutant: { base: 0, steps: [{ op: 'fill', zone: 1242572282, offset: 638180683, lengthBytes: 4, value: 0, fix: true }] } },
+    { base: 'dirty-torn-second-entry', edit: 'header 2 LogLength := 0x0', mutant: { base: 1647644986, steps: [{ op: 'field', site: 721697470, value: 0, fix: true }] } },
+    { base: 'dirty-several-entries', edit: 'header 2 LogLength := 0x80000000', mutant: { base: 1279770733, steps: [{ op: 'field', site: 20, value: 829184024, fix: true }] } },
+    { base: 'third-party-fixed', edit: 'BAT entry 0 (payload) := 0x500006', mutant: { base: 1253986697, steps: [{ op: 'field', site: 677607680, value: 1879634260, fix: true }] } },
+    { base: 'dirty-zero-descriptors', edit: 'truncate to 1049088 bytes', mutant: { base: 979658260, steps: [{ op: 'truncate', point: 282009337 }, { op: 'field', site: 117, value: 0, fix: true }] } },
+  ];
+  test.each(cases)('$base: $edit', ({ base: id, edit, mutant }) => {
+    const bases = hostileBases();
+    const base = bases[mutant.base % bases.length];
+    expect(base.id).toBe(id);
+    const m = applyMutant(base.bytes, base.layout, mutant.steps);
+    expect(m.description.join('; ')).toContain(edit);
+    const r = judgeAgreement(m.bytes, base);
+    expect(r.breaches.map((b) => `${b.breach.reader} ${b.breach.kind}: ${b.breach.message}`)).toEqual([]);
   });
 });

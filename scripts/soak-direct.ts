@@ -1,12 +1,14 @@
 /*
  * A soak run of one direct property (harness/direct.ts), far past its CI run count:
  *
- *   npx ts-node --transpile-only scripts/soak-direct.ts HOSTILE-agreement --runs 100000 [--seed S] [--workers N]
+ *   npx ts-node --transpile-only scripts/soak-direct.ts HOSTILE-agreement --runs 100000 [--seed S] [--workers N] [--keep-going]
  *
  * The runs are split into chunks of 500, chunk c of the run using seed S + c (so chunks never
  * share a stream and any chunk reruns alone: VHDX_SEED=S+c VHDX_RUNS=... npx jest ...), spread over
  * N child processes (default: one per core). A failing chunk saves its counterexample as jest does
  * (counterexamples/) and the run ends with status 1; otherwise it prints the runs and exits 0.
+ * With --keep-going a failing chunk does not stop the others, so one long run lists every kind of
+ * failure it meets (a failing chunk's runs after its failure are not run, and not counted).
  */
 import { fork } from 'child_process';
 import * as os from 'os';
@@ -55,6 +57,7 @@ async function main(): Promise<number> {
   const total = Number(arg('--runs') ?? 100_000);
   const seed = Number(arg('--seed') ?? 17_000);
   const workers = Number(arg('--workers') ?? os.availableParallelism());
+  const keepGoing = process.argv.includes('--keep-going');
   if (!(Number.isSafeInteger(total) && total > 0 && Number.isSafeInteger(seed) && Number.isSafeInteger(workers) && workers > 0)) {
     console.error('--runs, --seed and --workers take whole numbers (runs and workers >= 1)');
     return 2;
@@ -74,7 +77,7 @@ async function main(): Promise<number> {
         const p = fork(__filename, [id, '--child'], { execArgv: process.execArgv });
         const send = (): void => {
           const c = next++;
-          if (c >= chunks || failures.length > 0) {
+          if (c >= chunks || (failures.length > 0 && !keepGoing)) {
             p.kill();
             return;
           }
@@ -88,6 +91,7 @@ async function main(): Promise<number> {
             for (const [k, n] of Object.entries(m.known)) known.set(k, (known.get(k) ?? 0) + n);
             if (m.failed) failures.push(m);
             console.log(`chunk ${m.chunk} (seed ${m.seed}): ${m.runs} runs${m.failed ? ' FAILED' : ''}; ${runs}/${total} in ${Math.round((Date.now() - started) / 1000)} s`);
+            if (m.failed && keepGoing) console.log(`${m.report ?? ''}\n${m.counterexampleFile ? `counterexample: ${m.counterexampleFile}` : ''}`);
           }
           send();
         });
