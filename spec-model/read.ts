@@ -300,8 +300,11 @@ export function openOracle(source: ByteSource, options: OracleOptions = {}, dept
       requireInFile(`payload block ${block} (${payloadStateName(e.State)})`, batIndex, e.FileOffsetMB * MiB, usedBytesOf(block));
     }
     const fromFile = (at: number, len: number, dst: number) => out.set(readPadded(view, e.FileOffsetMB * MiB + at, len), dst);
+    // A child larger than its parent (the spec sets no size rule between them, notes open question 7):
+    // the parent holds nothing past its end, which reads as zeros.
     const fromParent = (at: number, len: number, dst: number) => {
-      if (parent) out.set(parent.read(at, len), dst);
+      const held = parent ? Math.max(0, Math.min(len, parent.virtualSizeBytes - at)) : 0;
+      if (held > 0) out.set(parent!.read(at, held), dst);
     };
     switch (e.State) {
       case PayloadBlockState.PAYLOAD_BLOCK_FULLY_PRESENT:
