@@ -17,8 +17,11 @@ export function propertyTest(def: PropertyDef, timeoutMs = 300_000): void {
       if (r.failed) throw new Error(`${r.report}\ncounterexample saved to ${r.counterexampleFile}; rerun with: vhdx-conform replay ${r.counterexampleFile}`);
       expect(r.runs).toBe(runs);
       expect(r.stats.steps).toBeGreaterThan(runs);
-      // The campaign must have reached the rare states this family is there to check (harness/coverage).
-      const unreached = def.reaches.filter((state) => !r.stats.coverage[state]);
+      // The CI campaign (default seed, at least its runs: the first runs of a seed are the same) must
+      // reach the rare states this family is there to check (harness/coverage). Fewer runs or another
+      // seed (a Stryker run at VHDX_RUNS=0.25, a rerun of a counterexample) is another campaign.
+      const ciCampaign = !process.env.VHDX_SEED && runs >= def.runs;
+      const unreached = ciCampaign ? def.reaches.filter((state) => !r.stats.coverage[state]) : [];
       if (unreached.length) throw new Error(`${def.id} left states unreached: ${unreached.join(', ')} (reached: ${JSON.stringify(r.stats.coverage)})`);
     },
     timeoutMs,

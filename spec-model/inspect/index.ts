@@ -11,7 +11,7 @@ import {
 } from '../format';
 import { ByteSource } from '../source';
 import { inspectBat } from './bat';
-import { InspectContext } from './context';
+import { InspectContext, hex } from './context';
 import { inspectFileTypeIdentifier, inspectHeaders, logRange } from './headers';
 import { inspectLog } from './log';
 import { MetadataRead, inspectMetadata } from './metadata';
@@ -88,6 +88,11 @@ function inspectUnguarded(source: ByteSource, options: InspectOptions): InspectR
   let bat: BatSummary | undefined;
   if (regions.bat && geometry && diskType) {
     bat = inspectBat({ view, region: regions.bat, geometry, diskType, space, log, allocatedBlocksCap: options.allocatedBlocksCap ?? DEFAULT_ALLOCATED_BLOCKS_CAP }, ctx);
+  } else if (regions.bat && !(regions.bat.fileOffset < BigInt(view.sizeBytes))) {
+    // Without the geometry the entries the disk needs are unknown, but every disk needs the first:
+    // a BAT region starting at or past the end of the file holds none of them (as inspectBat says).
+    ctx.add('LAY-4', `the BAT region starts at ${hex(regions.bat.fileOffset)}, at or past the end of the file (${view.sizeBytes} bytes): none of its entries are in the file`, regions.bat.entryOffsetBytes, 'error');
+    ctx.unreadable('BAT entries past the end of the file');
   }
 
   let parentLocator: ParentLocatorInfo | undefined;
