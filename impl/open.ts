@@ -21,6 +21,7 @@ import {
   ZERO_GUID,
   acceptedLinkages,
   bracedGuid,
+  batRegionShortRule,
   computeGeometry,
   decodeCreator,
   formatOffset,
@@ -164,7 +165,8 @@ function readStructures(io: GuardedDevice, mode: 'rw' | 'ro', tolerateIdenticalH
   const geometry = computeGeometry({ virtualDiskSizeBytes: meta.virtualSizeBytes, blockSizeBytes: meta.blockSizeBytes, logicalSectorSizeBytes: meta.logicalSectorSizeBytes, hasParent: meta.hasParent });
   const batNeeded = geometry.totalBatEntries * 8;
   if (regions.bat.lengthBytes < batNeeded) {
-    throw new VhdxFormatError('BAT-1', `the BAT region is ${regions.bat.lengthBytes} bytes; ${geometry.totalBatEntries} entries need ${batNeeded}`, regions.bat.fileOffsetBytes);
+    const rule = batRegionShortRule(geometry, Math.floor(regions.bat.lengthBytes / 8));
+    throw new VhdxFormatError(rule, `the BAT region is ${regions.bat.lengthBytes} bytes; ${geometry.totalBatEntries} entries need ${batNeeded}`, regions.bat.fileOffsetBytes);
   }
   // LAY-4: entries past the end of the file are not there; read as zeros they would say NOT_PRESENT.
   const batNeededEnd = regions.bat.fileOffsetBytes + batNeeded;

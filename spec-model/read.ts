@@ -35,6 +35,7 @@ import {
   acceptedLinkages,
   batIndexOfPayload,
   batIndexOfSectorBitmap,
+  batRegionShortRule,
   computeGeometry,
   decodeBatEntry,
   decodeParentLocatorTable,
@@ -167,7 +168,8 @@ function readMetadata(source: ByteSource, r: Located): Metadata {
       if (e.Flags & MetadataEntryFlag.IsRequired) fail('MD-17', `required metadata item ${e.ItemId} is not known to this reader`, r.metadataOffsetBytes);
       continue;
     }
-    if (e.Length > METADATA_ITEM_MAX_LENGTH_BYTES || e.Offset + e.Length > r.metadataLengthBytes) fail('MD-8', `metadata item ${e.ItemId} lies outside the metadata region`, r.metadataOffsetBytes);
+    if (e.Length > METADATA_ITEM_MAX_LENGTH_BYTES) fail('MD-10', `metadata item ${e.ItemId} is ${e.Length} bytes long, more than 1 MiB`, r.metadataOffsetBytes);
+    if (e.Offset + e.Length > r.metadataLengthBytes) fail('MD-8', `metadata item ${e.ItemId} lies outside the metadata region`, r.metadataOffsetBytes);
     const itemEnd = r.metadataOffsetBytes + e.Offset + e.Length;
     if (itemEnd > source.sizeBytes) fail('LAY-4', `metadata item ${e.ItemId} ends at ${formatOffset(itemEnd)}, past the end of the file (${source.sizeBytes} bytes)`, r.metadataOffsetBytes);
     items.set(e.ItemId, readPadded(source, r.metadataOffsetBytes + e.Offset, e.Length));
@@ -242,7 +244,9 @@ export function openOracle(source: ByteSource, options: OracleOptions = {}, dept
   const md = readMetadata(view, regions);
   const hasParent = (md.flags & FileParametersFlag.HasParent) !== 0;
   const g = computeGeometry({ virtualDiskSizeBytes: md.virtualSizeBytes, blockSizeBytes: md.blockSizeBytes, logicalSectorSizeBytes: md.logicalSectorSizeBytes, hasParent });
-  if (regions.batLengthBytes < g.totalBatEntries * BAT_ENTRY_SIZE_BYTES) fail('BAT-1', `the BAT region (${regions.batLengthBytes} bytes) cannot hold ${g.totalBatEntries} entries`, regions.batOffsetBytes);
+  if (regions.batLengthBytes < g.totalBatEntries * BAT_ENTRY_SIZE_BYTES) {
+    fail(batRegionShortRule(g, Math.floor(regions.batLengthBytes / BAT_ENTRY_SIZE_BYTES)), `the BAT region (${regions.batLengthBytes} bytes) cannot hold ${g.totalBatEntries} entries`, regions.batOffsetBytes);
+  }
   // The entries the disk needs must be in the file: read as zeros they would say NOT_PRESENT for
   // blocks whose state the file does not hold (LAY-4; the same fault as LOG-29's truncated file).
   const batNeededEnd = regions.batOffsetBytes + g.totalBatEntries * BAT_ENTRY_SIZE_BYTES;

@@ -41,6 +41,16 @@ export function computeGeometry(p: {
   return { ...p, chunkRatio, chunkSizeBytes, payloadBlockCount, sectorBitmapBlockCount, totalBatEntries, minBatRegionLengthBytes };
 }
 
+/**
+ * The rule a BAT region of `regionEntries` entries breaks when it is shorter than TotalBATEntries:
+ * BAT-3 when a differencing BAT holds every payload entry but not the last chunk's sector bitmap
+ * entry (what a dynamic disk of the same size would need), BAT-1 otherwise (§2.5).
+ */
+export function batRegionShortRule(g: Geometry, regionEntries: number): 'BAT-1' | 'BAT-3' {
+  const dynamicTotal = g.payloadBlockCount === 0 ? 0 : g.payloadBlockCount + Math.floor((g.payloadBlockCount - 1) / g.chunkRatio);
+  return g.hasParent && regionEntries >= dynamicTotal ? 'BAT-3' : 'BAT-1';
+}
+
 /** BAT index of payload block b: b + Fl(b / ChunkRatio) (§2.5). */
 export function batIndexOfPayload(blockIndex: number, chunkRatio: number): number {
   return blockIndex + Math.floor(blockIndex / chunkRatio);

@@ -7,6 +7,7 @@ import {
   SECTORS_PER_BITMAP_BLOCK,
   SECTOR_BITMAP_BLOCK_SIZE_BYTES,
   SectorBitmapState,
+  batRegionShortRule,
   payloadStateName,
   sectorBitmapStateName,
 } from '../format';
@@ -181,8 +182,7 @@ export function inspectBat(inp: BatInputs, ctx: InspectContext): BatSummary {
 
   // BAT-1 / BAT-3: the region holds TotalBATEntries entries.
   if (regionEntries < total) {
-    const dynamicTotal = PB === 0 ? 0 : PB + Math.floor((PB - 1) / CR);
-    if (differencing && regionEntries >= dynamicTotal) {
+    if (batRegionShortRule(g, regionEntries) === 'BAT-3') {
       ctx.unreadable('the BAT region is too small');
       ctx.add('BAT-3', `the BAT region (${region.lengthBytes} bytes, ${regionEntries} entries) covers every payload entry but not the sector bitmap entry of the last chunk: a differencing BAT needs ${total} entries`, region.entryOffsetBytes);
     } else {
