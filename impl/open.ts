@@ -208,6 +208,7 @@ function scanBat(s: DiskState): void {
   for (const r of s.regionTable.all) cover(r.fileOffsetBytes, r.lengthBytes);
   const counts = { reserved4: 0, legacy5: 0, partial: 0, sbPresent: 0, sbOther: 0, reservedBits: 0, headerSection: 0, outOfRange: 0 };
   const allocated: number[] = [];
+  let pastEnd: string | undefined;
   for (let i = 0; i < g.totalBatEntries; i++) {
     if (bat.isZero(i)) continue;
     const st = bat.state(i);
@@ -234,7 +235,13 @@ function scanBat(s: DiskState): void {
       continue; // an offset in a state that does not use it is just ignored
     }
     cover(mb * MiB, s.blockSize);
-    if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT || st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) allocated.push(mb * MiB);
+    if (st === ST.PAYLOAD_BLOCK_FULLY_PRESENT || st === ST.PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+      allocated.push(mb * MiB);
+      // BAT-23: the block's data (up to the disk's end) must be in the file.
+      const block = i - Math.floor(i / (g.chunkRatio + 1));
+      const usedBytes = Math.min(s.blockSize, g.virtualDiskSizeBytes - block * s.blockSize);
+      if (mb * MiB + usedBytes > s.fileSize) pastEnd ??= `payload block ${block} at ${formatOffset(mb * MiB)} ends at ${formatOffset(mb * MiB + usedBytes)}, past the end of the file (${s.fileSize} bytes)`;
+    }
   }
   s.structuresEnd = end;
   const w = s.warningList;
@@ -255,6 +262,8 @@ function scanBat(s: DiskState): void {
     if (s.mode === 'rw') throw new VhdxFormatError('BAT-23', `${msg}; refusing to open for writing`, s.regionTable.bat.fileOffsetBytes);
     w.push(`${msg}; reading them fails`);
   }
+  // Reads of such a block fail (read.ts); writing into it would extend the file over whatever lies there.
+  if (pastEnd && s.mode === 'rw') throw new VhdxFormatError('BAT-23', `BAT-23: ${pastEnd}: its data is not there; refusing to open for writing`, s.regionTable.bat.fileOffsetBytes);
   // Overlaps between allocated blocks and with the fixed structures (BAT-5, BAT-6, RGN-9).
   const structures: [number, number][] = [[0, HEADER_SECTION_SIZE_BYTES]];
   if (s.hdr.logLengthBytes > 0) structures.push([s.hdr.logOffsetBytes, s.hdr.logOffsetBytes + s.hdr.logLengthBytes]);
