@@ -96,8 +96,9 @@ export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetad
     if (items.has(e.ItemId)) throw new VhdxFormatError('MD-6', `metadata item ${known.key} appears twice`, base + at);
     if (e.Length > METADATA_ITEM_MAX_LENGTH_BYTES) throw new VhdxFormatError('MD-10', `metadata item ${known.key} Length ${e.Length} > 1 MiB`, base + at);
     if (e.Length > 0 && e.Offset < METADATA_TABLE_SIZE_BYTES) throw new VhdxFormatError('MD-7', `metadata item ${known.key} Offset ${e.Offset} < 64 KiB`, base + at);
-    if (e.Offset + e.Length > region.lengthBytes) throw new VhdxFormatError('MD-8', `metadata item ${known.key} extends past the metadata region`, base + at);
-    if (base + e.Offset + e.Length > fileSizeBytes) {
+    // An empty item lies nowhere: its Offset is MD-11's concern (as in check), not MD-8's.
+    if (e.Length > 0 && e.Offset + e.Length > region.lengthBytes) throw new VhdxFormatError('MD-8', `metadata item ${known.key} extends past the metadata region`, base + at);
+    if (e.Length > 0 && base + e.Offset + e.Length > fileSizeBytes) {
       throw new VhdxFormatError('LAY-4', `metadata item ${known.key} ends at ${formatOffset(base + e.Offset + e.Length)}, past the end of the file (${fileSizeBytes} bytes)`, base + at);
     }
     if (known.lengthBytes !== undefined && e.Length < known.lengthBytes) {

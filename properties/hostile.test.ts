@@ -266,6 +266,7 @@ describe('HOSTILE: the agreement soak\'s counterexamples stay agreed', () => {
     { base: 'chain-4k-child', edit: 'region table 1 entry 0 Length := 0x3f', mutant: { base: 646104071, steps: [{ op: 'field', site: 1691535547, value: 365567076, fix: true }] } },
     { base: 'dirty-single-entry', edit: 'metadata entry 1 Length := 0x100001', mutant: { base: 2105532707, steps: [{ op: 'field', site: 808516653, value: 708943646, fix: true }, { op: 'field', site: 1801193973, value: 510054904, fix: true }, { op: 'fill', zone: 0, offset: 8, lengthBytes: 1, value: 0, fix: false }] } },
     { base: 'third-party-dynamic', edit: 'truncate to 3146240 bytes; header 2 LogLength := 0x400000', mutant: { base: 1004612448, steps: [{ op: 'truncate', point: 1093309123 }, { op: 'field', site: 866376234, value: 1294440836, fix: true }] } },
+    { base: 'builder-packed', edit: 'metadata entry 0 Offset := 0x100001; metadata entry 0 Length := 0x0', mutant: { base: 324065454, steps: [{ op: 'field', site: 1102482951, value: 863181520, fix: true }, { op: 'field', site: 895554889, value: 0, fix: true }, { op: 'field', site: 439428755, value: 0, fix: true }] } },
     { base: 'dirty-zero-descriptors', edit: 'truncate to 1049088 bytes', mutant: { base: 979658260, steps: [{ op: 'truncate', point: 282009337 }, { op: 'field', site: 117, value: 0, fix: true }] } },
   ];
   test.each(cases)('$base: $edit', ({ base: id, edit, mutant }) => {

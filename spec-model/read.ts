@@ -169,9 +169,10 @@ function readMetadata(source: ByteSource, r: Located): Metadata {
       continue;
     }
     if (e.Length > METADATA_ITEM_MAX_LENGTH_BYTES) fail('MD-10', `metadata item ${e.ItemId} is ${e.Length} bytes long, more than 1 MiB`, r.metadataOffsetBytes);
-    if (e.Offset + e.Length > r.metadataLengthBytes) fail('MD-8', `metadata item ${e.ItemId} lies outside the metadata region`, r.metadataOffsetBytes);
+    // An empty item lies nowhere: its Offset is MD-11's concern, not MD-8's.
+    if (e.Length > 0 && e.Offset + e.Length > r.metadataLengthBytes) fail('MD-8', `metadata item ${e.ItemId} lies outside the metadata region`, r.metadataOffsetBytes);
     const itemEnd = r.metadataOffsetBytes + e.Offset + e.Length;
-    if (itemEnd > source.sizeBytes) fail('LAY-4', `metadata item ${e.ItemId} ends at ${formatOffset(itemEnd)}, past the end of the file (${source.sizeBytes} bytes)`, r.metadataOffsetBytes);
+    if (e.Length > 0 && itemEnd > source.sizeBytes) fail('LAY-4', `metadata item ${e.ItemId} ends at ${formatOffset(itemEnd)}, past the end of the file (${source.sizeBytes} bytes)`, r.metadataOffsetBytes);
     items.set(e.ItemId, readPadded(source, r.metadataOffsetBytes + e.Offset, e.Length));
   }
   const need = (guid: string, minLength: number, name: string): Uint8Array => {
