@@ -84,11 +84,12 @@ export function parseRegionTable(section: Uint8Array): RegionTable {
       if (e.FileOffset % BigInt(REGION_ALIGNMENT_BYTES) !== 0n) {
         throw new VhdxFormatError('RGN-6', `region ${e.Guid} FileOffset ${e.FileOffset} is not a multiple of 1 MiB`, at);
       }
-      if (e.Guid === BAT_REGION_GUID) throw new VhdxFormatError('LAY-4', `the BAT region at ${e.FileOffset} lies past the end of the file: its entries are not there`, at);
       if (e.Guid === METADATA_REGION_GUID) throw new VhdxFormatError('MD-2', `the metadata region at ${e.FileOffset} lies past the end of the file: there is no metadata table`, at);
-      continue; // an optional region we do not use
+      // A BAT there holds none of its entries, which matters only if the disk needs some (a
+      // 0-byte disk needs none): saturate it on the grid and let the geometry decide (LAY-4).
+      if (e.Guid !== BAT_REGION_GUID) continue; // an optional region we do not use
     }
-    const fileOffsetBytes = Number(e.FileOffset);
+    const fileOffsetBytes = e.FileOffset > BigInt(Number.MAX_SAFE_INTEGER) ? 2 ** 53 - REGION_ALIGNMENT_BYTES : Number(e.FileOffset);
     if (fileOffsetBytes % REGION_ALIGNMENT_BYTES !== 0 || fileOffsetBytes < HEADER_SECTION_SIZE_BYTES) {
       throw new VhdxFormatError('RGN-6', `region ${e.Guid} FileOffset ${formatOffset(fileOffsetBytes)} is not a multiple of 1 MiB at or after 1 MiB`, at);
     }

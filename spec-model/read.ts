@@ -201,6 +201,7 @@ function readMetadata(source: ByteSource, r: Located): Metadata {
     if (decoded.entryTableTruncated) fail('PL-5', `KeyValueCount ${decoded.header.KeyValueCount} promises more entries than the parent locator holds`, r.metadataOffsetBytes);
     const pairs = new Map<string, string>();
     for (const e of decoded.entries) {
+      if (e.KeyOffset === 0 || e.ValueOffset === 0 || e.KeyLength === 0 || e.ValueLength === 0) fail('PL-4', 'a parent locator entry has a zero KeyOffset, ValueOffset, KeyLength or ValueLength', r.metadataOffsetBytes);
       if (e.KeyOffset + e.KeyLength > item.length || e.ValueOffset + e.ValueLength > item.length) fail('PL-5', 'a parent locator string lies outside the item', r.metadataOffsetBytes);
       const key = decodeUtf16le(item.subarray(e.KeyOffset, e.KeyOffset + e.KeyLength));
       // §2.6.2.6.2: keys are unique; a repeated key (a second parent_linkage) leaves the parent unverifiable.
