@@ -63,6 +63,7 @@ export function inspectParentLocator(bytes: Uint8Array, item: MetadataItemInfo, 
     const entry: ParentLocatorEntryInfo = { index: i, keyOffset: e.KeyOffset, valueOffset: e.ValueOffset, keyLength: e.KeyLength, valueLength: e.ValueLength };
     info.entries.push(entry);
     if (e.KeyOffset === 0 || e.ValueOffset === 0 || e.KeyLength === 0 || e.ValueLength === 0) {
+      ctx.unreadable('the parent locator cannot be parsed'); // a malformed entry: readers refuse the table (as for PL-5)
       ctx.add('PL-4', `parent locator entry ${i}: KeyOffset ${e.KeyOffset}, ValueOffset ${e.ValueOffset}, KeyLength ${e.KeyLength}, ValueLength ${e.ValueLength}; all must be nonzero`, entryAt);
       return;
     }
