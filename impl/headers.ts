@@ -52,8 +52,9 @@ function decodeHeader(bytes: Uint8Array, at: number): HeaderInfo {
   // An offset past 2^53 lies past any file we handle; saturate it, keeping whether it is on the
   // 1 MiB grid (HDR-9 depends on that, and `check` judges the exact value).
   const MiB = 1n << 20n;
-  const logOffset =
-    h.LogOffset <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(h.LogOffset) : h.LogOffset % MiB === 0n ? 2 ** 53 - 2 ** 20 : Number.MAX_SAFE_INTEGER;
+  // Stryker disable next-line EqualityOperator: at MAX_SAFE_INTEGER itself (off the grid) both branches give it
+  const exact = h.LogOffset <= BigInt(Number.MAX_SAFE_INTEGER);
+  const logOffset = exact ? Number(h.LogOffset) : h.LogOffset % MiB === 0n ? 2 ** 53 - 2 ** 20 : Number.MAX_SAFE_INTEGER;
   return {
     sequenceNumber: h.SequenceNumber,
     fileWriteGuid: h.FileWriteGuid,

@@ -64,6 +64,8 @@ const KNOWN_BY_GUID = new Map(KNOWN_METADATA_ITEMS.map((k) => [k.guid, k]));
 export function readMetadata(device: BlockDevice, region: RegionInfo): DiskMetadata {
   const warnings: string[] = [];
   const base = region.fileOffsetBytes;
+  // Past the end of the file there is no table at all (MD-2), whatever the region's length says.
+  if (base >= device.sizeBytes()) throw new VhdxFormatError('MD-2', `the metadata region at ${formatOffset(base)} lies past the end of the file (${device.sizeBytes()} bytes): there is no metadata table`, base);
   if (region.lengthBytes < METADATA_TABLE_SIZE_BYTES) throw new VhdxFormatError('MD-1', `metadata region is ${region.lengthBytes} bytes, smaller than its 64 KiB table`, base);
   const table = new Uint8Array(METADATA_TABLE_SIZE_BYTES);
   readIntoFrom(device, base, table);

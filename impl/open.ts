@@ -134,7 +134,7 @@ function readStructures(io: GuardedDevice, mode: 'rw' | 'ro', tolerateIdenticalH
     // HDR-9: not on a 1 MiB boundary; HDR-11: inside the header section; HDR-8: the length.
     const rule = h.logOffsetBytes % MiB !== 0 ? 'HDR-9' : h.logLengthBytes > 0 && h.logOffsetBytes < HEADER_SECTION_SIZE_BYTES ? 'HDR-11' : 'HDR-8';
     if (mode === 'rw' || logSet) throw new VhdxFormatError(rule, msg, hdrAt);
-    warnings.push(`HDR-8: ${msg}`);
+    warnings.push(`${rule}: ${msg}`);
   }
   let view: BlockDevice = io;
   let replay: OpenedState['replay'];

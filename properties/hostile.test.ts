@@ -269,6 +269,7 @@ describe('HOSTILE: the agreement soak\'s counterexamples stay agreed', () => {
     { base: 'builder-packed', edit: 'metadata entry 0 Offset := 0x100001; metadata entry 0 Length := 0x0', mutant: { base: 324065454, steps: [{ op: 'field', site: 1102482951, value: 863181520, fix: true }, { op: 'field', site: 895554889, value: 0, fix: true }, { op: 'field', site: 439428755, value: 0, fix: true }] } },
     { base: 'impl-fixed-512-1M', edit: 'region table 1 entry 0 FileOffset := 0x20000000000000 (checksum fixed); metadata entry 1 Offset := 0x200', mutant: { base: 17, steps: [{ op: 'field', site: 28, value: 977774949, fix: true }, { op: 'field', site: 2147483617, value: 7, fix: true }] } },
     { base: 'chain-4k-child', edit: 'parent locator entry 0 KeyOffset := 0x200; parent locator entry 0 ValueOffset := 0x0', mutant: { base: 1453973796, steps: [{ op: 'field', site: 1979423440, value: 8544377, fix: true }, { op: 'field', site: 1753962573, value: 0, fix: true }] } },
+    { base: 'builder-fixed-zero', edit: 'region table 1 entry 1 Length := 0x0 (checksum fixed); truncate to 197120 bytes', mutant: { base: 757536902, steps: [{ op: 'field', site: 1007330835, value: 0, fix: true }, { op: 'truncate', point: 183995843 }, { op: 'flip', zone: 0, offset: 8, xor: 1, fix: false }] } },
     { base: 'dirty-zero-descriptors', edit: 'truncate to 1049088 bytes', mutant: { base: 979658260, steps: [{ op: 'truncate', point: 282009337 }, { op: 'field', site: 117, value: 0, fix: true }] } },
   ];
   test.each(cases)('$base: $edit', ({ base: id, edit, mutant }) => {

@@ -24,6 +24,7 @@ import {
   type Header,
 } from '../spec-model/format';
 import { MemoryDevice, RecordingDevice, VhdxDisk } from '../impl';
+import { selectHeader } from '../impl/headers';
 
 function fresh(): { dev: MemoryDevice; layout: VhdxDisk['layout'] } {
   const dev = new MemoryDevice();
@@ -108,6 +109,18 @@ describe('impl open: refusals are typed, deviations are warnings', () => {
     expect(Buffer.from(after.read(0, 512)).equals(Buffer.alloc(512, 1))).toBe(true);
   });
 
+  test('a LogOffset past 2^53 saturates on the 1 MiB grid when aligned and off it when not, so HDR-9 judges its alignment', () => {
+    const { dev } = fresh();
+    const section = (): Uint8Array => dev.read(0, HEADER_OFFSETS_BYTES[1] + HEADER_SIZE_BYTES);
+    patchBothHeaders(dev, { LogOffset: 2n ** 60n });
+    expect(selectHeader(section(), false).current.logOffsetBytes).toBe(2 ** 53 - 2 ** 20);
+    VhdxDisk.open(dev, { mode: 'ro' }).close(); // LogGuid is zero: an empty log past the end of the file
+    patchBothHeaders(dev, { LogOffset: 2n ** 60n + 1n }); // as a double this rounds onto the grid
+    expect(selectHeader(section(), false).current.logOffsetBytes).toBe(Number.MAX_SAFE_INTEGER);
+    expect(ruleOf(openError(dev, 'rw'))).toBe('HDR-9');
+    expect(VhdxDisk.open(dev, { mode: 'ro' }).warnings.some((w) => w.startsWith('HDR-9: '))).toBe(true); // an empty log: read, with the rule named
+  });
+
   test('equal SequenceNumbers: refused (HDR-5); byte-identical ones accepted with a warning only when asked', () => {
     const { dev } = fresh();
     const h0 = readHeader(dev, 0);
@@ -115,6 +128,8 @@ describe('impl open: refusals are typed, deviations are warnings', () => {
     writeHeader(dev, 0, { ...h1, FileWriteGuid: h0.FileWriteGuid === h1.FileWriteGuid ? '11111111-2222-3333-4444-555555555555' : h0.FileWriteGuid });
     const e = openError(dev);
     expect(ruleOf(e)).toBe('HDR-5');
+    // Headers that differ are refused even when identical ones would be tolerated.
+    expect(() => VhdxDisk.open(dev, { mode: 'ro', tolerateIdenticalHeaders: true })).toThrow(/both headers are valid with SequenceNumber \d+ and they differ/);
     writeHeader(dev, 0, h1);
     expect(ruleOf(openError(dev))).toBe('HDR-5');
     const ok = VhdxDisk.open(dev, { mode: 'ro', tolerateIdenticalHeaders: true });
@@ -144,7 +159,7 @@ describe('impl open: refusals are typed, deviations are warnings', () => {
     const { dev } = fresh();
     patchBothHeaders(dev, { LogOffset: BigInt(4096) });
     expect(ruleOf(openError(dev, 'rw'))).toBe('HDR-9');
-    expect(VhdxDisk.open(dev, { mode: 'ro' }).warnings.some((w) => w.startsWith('HDR-8'))).toBe(true);
+    expect(VhdxDisk.open(dev, { mode: 'ro' }).warnings.some((w) => w.startsWith('HDR-9: '))).toBe(true);
   });
 
   test('LogGuid set but no valid entry -> LOG-28; truncated below FlushedFileOffset -> LOG-29', () => {
