@@ -8,6 +8,7 @@ import {
   formatOffset,
   storeChecksum,
   verifyChecksum,
+  SATURATED_ALIGNED_OFFSET_BYTES,
 } from '../spec-model/format';
 
 /** The header fields the driver works with (§2.2.2). SequenceNumber stays a u64 bigint. */
@@ -54,7 +55,7 @@ function decodeHeader(bytes: Uint8Array, at: number): HeaderInfo {
   const MiB = 1n << 20n;
   // Stryker disable next-line EqualityOperator: at MAX_SAFE_INTEGER itself (off the grid) both branches give it
   const exact = h.LogOffset <= BigInt(Number.MAX_SAFE_INTEGER);
-  const logOffset = exact ? Number(h.LogOffset) : h.LogOffset % MiB === 0n ? 2 ** 53 - 2 ** 20 : Number.MAX_SAFE_INTEGER;
+  const logOffset = exact ? Number(h.LogOffset) : h.LogOffset % MiB === 0n ? SATURATED_ALIGNED_OFFSET_BYTES : Number.MAX_SAFE_INTEGER;
   return {
     sequenceNumber: h.SequenceNumber,
     fileWriteGuid: h.FileWriteGuid,

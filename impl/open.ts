@@ -25,6 +25,7 @@ import {
   computeGeometry,
   decodeCreator,
   formatOffset,
+  SATURATED_ALIGNED_OFFSET_BYTES,
 } from '../spec-model/format';
 import { BatTable } from './bat';
 import { MAX_CHAIN_DEPTH, parentCandidates } from './chain';
@@ -171,7 +172,7 @@ function readStructures(io: GuardedDevice, mode: 'rw' | 'ro', tolerateIdenticalH
   // LAY-4: entries past the end of the file are not there; read as zeros they would say NOT_PRESENT.
   const batNeededEnd = regions.bat.fileOffsetBytes + batNeeded;
   if (geometry.totalBatEntries > 0 && batNeededEnd > view.sizeBytes()) {
-    throw new VhdxFormatError('LAY-4', `the BAT region at ${formatOffset(regions.bat.fileOffsetBytes)}${regions.bat.fileOffsetBytes >= 2 ** 53 - 2 ** 20 ? ' or beyond' : ''} needs ${geometry.totalBatEntries} entries up to ${formatOffset(batNeededEnd)}, past the end of the file (${view.sizeBytes()} bytes)`, regions.bat.fileOffsetBytes);
+    throw new VhdxFormatError('LAY-4', `the BAT region at ${formatOffset(regions.bat.fileOffsetBytes)}${regions.bat.fileOffsetBytes >= SATURATED_ALIGNED_OFFSET_BYTES ? ' or beyond' : ''} needs ${geometry.totalBatEntries} entries up to ${formatOffset(batNeededEnd)}, past the end of the file (${view.sizeBytes()} bytes)`, regions.bat.fileOffsetBytes);
   }
   const batBytes = new Uint8Array(BatTable.bytesFor(geometry.totalBatEntries));
   if (batBytes.length > 0) view.readInto!(regions.bat.fileOffsetBytes, batBytes);

@@ -14,6 +14,7 @@ import {
   formatOffset,
   storeChecksum,
   verifyChecksum,
+  SATURATED_ALIGNED_OFFSET_BYTES,
 } from '../spec-model/format';
 
 export interface RegionInfo {
@@ -89,7 +90,7 @@ export function parseRegionTable(section: Uint8Array): RegionTable {
       // 0-byte disk needs none): saturate it on the grid and let the geometry decide (LAY-4).
       if (e.Guid !== BAT_REGION_GUID) continue; // an optional region we do not use
     }
-    const fileOffsetBytes = e.FileOffset > BigInt(Number.MAX_SAFE_INTEGER) ? 2 ** 53 - REGION_ALIGNMENT_BYTES : Number(e.FileOffset);
+    const fileOffsetBytes = e.FileOffset > BigInt(Number.MAX_SAFE_INTEGER) ? SATURATED_ALIGNED_OFFSET_BYTES : Number(e.FileOffset);
     if (fileOffsetBytes % REGION_ALIGNMENT_BYTES !== 0 || fileOffsetBytes < HEADER_SECTION_SIZE_BYTES) {
       throw new VhdxFormatError('RGN-6', `region ${e.Guid} FileOffset ${formatOffset(fileOffsetBytes)} is not a multiple of 1 MiB at or after 1 MiB`, at);
     }

@@ -113,7 +113,7 @@ describe('impl open: refusals are typed, deviations are warnings', () => {
     const { dev } = fresh();
     const section = (): Uint8Array => dev.read(0, HEADER_OFFSETS_BYTES[1] + HEADER_SIZE_BYTES);
     patchBothHeaders(dev, { LogOffset: 2n ** 60n });
-    expect(selectHeader(section(), false).current.logOffsetBytes).toBe(2 ** 53 - 2 ** 20);
+    expect(selectHeader(section(), false).current.logOffsetBytes).toBe(2 ** 53 - 2 ** 20); // SATURATED_ALIGNED_OFFSET_BYTES, written out
     VhdxDisk.open(dev, { mode: 'ro' }).close(); // LogGuid is zero: an empty log past the end of the file
     patchBothHeaders(dev, { LogOffset: 2n ** 60n + 1n }); // as a double this rounds onto the grid
     expect(selectHeader(section(), false).current.logOffsetBytes).toBe(Number.MAX_SAFE_INTEGER);
