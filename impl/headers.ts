@@ -3,12 +3,12 @@ import {
   HEADER,
   HEADER_OFFSETS_BYTES,
   HEADER_SIZE_BYTES,
+  SATURATED_ALIGNED_OFFSET_BYTES,
   SIGNATURE,
   VhdxFormatError,
   formatOffset,
   storeChecksum,
   verifyChecksum,
-  SATURATED_ALIGNED_OFFSET_BYTES,
 } from '../spec-model/format';
 
 /** The header fields the driver works with (§2.2.2). SequenceNumber stays a u64 bigint. */

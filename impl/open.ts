@@ -12,6 +12,7 @@ import {
   PayloadBlockState as ST,
   REGION_TABLE_OFFSETS_BYTES,
   REGION_TABLE_SIZE_BYTES,
+  SATURATED_ALIGNED_OFFSET_BYTES,
   SIGNATURE,
   SectorBitmapState,
   VhdxFormatError,
@@ -25,7 +26,6 @@ import {
   computeGeometry,
   decodeCreator,
   formatOffset,
-  SATURATED_ALIGNED_OFFSET_BYTES,
 } from '../spec-model/format';
 import { BatTable } from './bat';
 import { MAX_CHAIN_DEPTH, parentCandidates } from './chain';

@@ -9,12 +9,12 @@ import {
   REGION_TABLE_MAX_ENTRIES,
   REGION_TABLE_OFFSETS_BYTES,
   REGION_TABLE_SIZE_BYTES,
+  SATURATED_ALIGNED_OFFSET_BYTES,
   SIGNATURE,
   VhdxFormatError,
   formatOffset,
   storeChecksum,
   verifyChecksum,
-  SATURATED_ALIGNED_OFFSET_BYTES,
 } from '../spec-model/format';
 
 export interface RegionInfo {
