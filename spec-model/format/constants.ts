@@ -33,8 +33,8 @@ export const HEADER_LOG_VERSION = 0;
 // §2.2.3
 export const REGION_TABLE_MAX_ENTRIES = 2047;
 export const REGION_ALIGNMENT_BYTES = 1 * MiB;
-// The last 1 MiB-aligned offset a JS number holds exactly: a reader saturates larger on-grid
-// offsets (regions, LogOffset) here, far past any file it handles.
+// The largest 1 MiB-aligned offset at or below Number.MAX_SAFE_INTEGER: a reader saturates larger
+// on-grid offsets (regions, LogOffset) here, far past any file it handles.
 export const SATURATED_ALIGNED_OFFSET_BYTES = 2 ** 53 - REGION_ALIGNMENT_BYTES;
 export const BAT_REGION_GUID = '2dc27766-f623-4200-9d64-115e9bfd4a08';
 export const METADATA_REGION_GUID = '8b7ca206-4790-4b9a-b8fe-575f050f886e';
